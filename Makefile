@@ -1,0 +1,53 @@
+# Titans MLOps — the two commands are `make demo` and `make test`; each sets itself up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+PYTEST_ARGS ?=
+QUICK ?=
+
+.PHONY: help venv install demo test test-fast lint format bench clean
+
+help:
+	@echo "make demo   - run the loop once on synthetic data (sets itself up)"
+	@echo "make test   - run the test suite (sets itself up)"
+	@echo "make lint   - ruff check, ruff format --check, mypy src, bandit -r src"
+	@echo "make bench  - benchmarks against the anchors; writes docs/benchmarks.md (QUICK=1: smoke run)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall whenever pyproject.toml changes (the stamp carries its hash).
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+venv install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/titans demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -x -q -m "not integration and not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy src
+	$(BIN)/bandit -q -c pyproject.toml -r src
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_benchmarks.py $(if $(QUICK),--quick,)
+
+clean:
+	rm -rf $(VENV) .titans .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,105 @@
+"""The `titans` command: thin Typer groups that parse, call a module and print with rich."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from titans.cli import _common
+from titans.cli._common import not_built
+from titans.errors import TitansError
+
+app = typer.Typer(
+    name="titans",
+    help="Titans MLOps: train, register, validate, serve, monitor and retrain the Titans models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+_state: dict[str, bool] = {"debug": False, "registered": False}
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    """Titans MLOps."""
+    _state["debug"] = debug
+
+
+def _register_groups() -> None:
+    """Attach every command group once (idempotent, so tests may call it too)."""
+    if _state.get("registered"):
+        return
+    _state["registered"] = True
+    from titans.cli import data as data_cmd
+    from titans.cli import demo as demo_cmd
+    from titans.cli import train as train_cmd
+
+    app.add_typer(
+        data_cmd.app, name="data", help="Generate, validate and version transaction data."
+    )
+    app.command("demo", help="Run the loop once on synthetic data and print each step.")(
+        demo_cmd.demo
+    )
+    app.command("train", help="Train the models, log them to MLflow and register versions.")(
+        train_cmd.train
+    )
+    for group, hint in (
+        ("experiments", "the models issue"),
+        ("registry", "the registry issue"),
+        ("validate", "the registry issue"),
+        ("governance", "the registry issue"),
+        ("db", "the registry issue"),
+        ("serve", "the serving issue"),
+        ("ab", "the serving issue"),
+        ("deploy", "the serving issue"),
+        ("monitor", "the monitoring issue"),
+        ("alerts", "the monitoring issue"),
+        ("retrain", "the retraining issue"),
+        ("scheduler", "the retraining issue"),
+        ("security", "the security issue"),
+        ("optimize", "the optimisation issue"),
+        ("docs", "the documentation issue"),
+    ):
+        if group not in {g.name for g in app.registered_groups}:
+            app.add_typer(not_built(group, hint), name=group)
+
+
+def main() -> None:
+    """Entry point: run the app; TitansError becomes one red line and exit 1 or 2."""
+    _register_groups()
+    debug = "--debug" in sys.argv[1:]
+    try:
+        app(standalone_mode=False)
+    except TitansError as exc:
+        if debug:
+            raise
+        _common.err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _common.err_console.print("[red]interrupted[/red]")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # a bug: say so in one line unless --debug
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        if debug:
+            raise
+        _common.err_console.print(
+            f"[red]error:[/red] unexpected {type(exc).__name__}: {exc} (rerun with --debug "
+            "for the traceback and report it)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(1)

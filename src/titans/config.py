@@ -1,0 +1,112 @@
+"""Settings: the only place defaults live (env prefix TITANS_)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, computed_field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MODEL_KEYS: tuple[str, ...] = ("category", "amount", "anomaly", "cashflow")
+
+
+class ApiKey(BaseModel):
+    """One API key, held only as its SHA-256 hex digest, with the roles it grants."""
+
+    name: str
+    key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    roles: list[Literal["predict", "admin", "approver", "requester"]] = ["predict"]
+
+
+class Settings(BaseSettings):
+    """Every tunable of the platform; constructors take one, or build it from the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TITANS_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    environment: Literal["local", "staging", "production"] = "local"
+    home: Path = Path(".titans")
+    tracking_uri_override: str | None = Field(default=None, alias="TITANS_TRACKING_URI")
+    database_url_override: str | None = Field(default=None, alias="TITANS_DATABASE_URL")
+    redis_url: str | None = None
+
+    # models
+    model_name_prefix: str = "titans-"
+    seed: int = 42
+    ci_rows: int = 20_000
+    full_rows: int = 1_000_000
+    min_class_examples: int = 5
+    anomaly_alert_rate: float = Field(default=0.01, gt=0, lt=0.5)
+    forecast_horizon_days: int = 30
+
+    # data validation
+    max_bad_row_share: float = Field(default=0.05, ge=0, le=1)
+
+    # serving / auth
+    api_keys: list[ApiKey] = []
+    open_routes: list[str] = ["/health", "/ready", "/metrics"]
+
+    # alert channels: secrets have no default
+    slack_webhook_url: SecretStr | None = None
+    pagerduty_routing_key: SecretStr | None = None
+    pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    alert_email_from: str = "titans-alerts@localhost"
+    alert_email_to: list[str] = []
+    alert_cooldown_seconds: int = 3600
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_outside_local(self) -> Settings:
+        if self.environment != "local":
+            for name in ("slack_webhook_url", "pagerduty_routing_key"):
+                secret = getattr(self, name)
+                if secret is not None and secret.get_secret_value() in {"changeme", "", "xxx"}:
+                    raise ValueError(
+                        f"{name} holds a placeholder; set TITANS_{name.upper()} to the real value"
+                    )
+        return self
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def home_dir(self) -> Path:
+        """Absolute TITANS_HOME (not created until something writes there)."""
+        return self.home.expanduser().resolve()
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def tracking_uri(self) -> str:
+        """MLflow tracking and registry URI: TITANS_TRACKING_URI or sqlite under home."""
+        return self.tracking_uri_override or f"sqlite:///{self.home_dir / 'mlflow.db'}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def database_url(self) -> str:
+        """Ops store URL: TITANS_DATABASE_URL or SQLite under home."""
+        return self.database_url_override or f"sqlite:///{self.home_dir / 'titans.db'}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def artifact_root(self) -> Path:
+        """Where MLflow artifacts live with the embedded store."""
+        return self.home_dir / "mlartifacts"
+
+    def registered_name(self, model_key: str) -> str:
+        """Registered model name for one of the four models, e.g. ``titans-category``."""
+        return f"{self.model_name_prefix}{model_key}"
+
+    def ensure_home(self) -> Path:
+        """Create TITANS_HOME and its data folder; return it."""
+        (self.home_dir / "data").mkdir(parents=True, exist_ok=True)
+        return self.home_dir
+
+
+def get_settings() -> Settings:
+    """Settings from the environment (fresh each call, so tests can change the environment)."""
+    return Settings()

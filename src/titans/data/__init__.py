@@ -1,0 +1,1 @@
+"""Transaction data layer: the export format, validation, synthetic data, versions."""

@@ -1,0 +1,38 @@
+"""Fixtures shared by the whole suite: a temp TITANS_HOME and Settings pointing at it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from titans.config import Settings
+
+# Tests never talk to a real SaaS or leak state into the developer's ./.titans.
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+@pytest.fixture
+def titans_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty TITANS_HOME for one test, set in the environment."""
+    home = tmp_path / "titans-home"
+    home.mkdir()
+    monkeypatch.setenv("TITANS_HOME", str(home))
+    for var in ("TITANS_TRACKING_URI", "TITANS_DATABASE_URL", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture
+def settings(titans_home: Path) -> Settings:
+    """Settings for one test: embedded sqlite stores under a temp TITANS_HOME."""
+    s = Settings()
+    s.ensure_home()
+    return s
+
+
+def in_ci() -> bool:
+    """True under CI=true, where a missing tool must fail the run rather than skip."""
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
