@@ -1,0 +1,92 @@
+"""`titans governance`: the audit trail (approvals and requests join later)."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from titans.cli._common import console, settings
+from titans.governance.audit import AuditEntry, AuditLogger
+
+app = typer.Typer(
+    help="Approvals, policy and the tamper-evident audit trail.", no_args_is_help=True
+)
+audit_app = typer.Typer(help="Show and verify the hash-chained audit trail.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+_DETAILS_WIDTH = 60
+
+
+def _entry_table(entries: list[AuditEntry], title: str) -> Table:
+    # narrow terminals drop the hash prefix and the year so names stay readable
+    wide = console.width >= 120
+    table = Table(title=title)
+    table.add_column("seq", style="bold", justify="right", no_wrap=True)
+    table.add_column("time (UTC)", no_wrap=True)
+    table.add_column("actor", style="cyan")
+    table.add_column("action", style="magenta")
+    table.add_column("model")
+    table.add_column("ver", no_wrap=True)
+    table.add_column("details", style="dim")
+    if wide:
+        table.add_column("hash", style="dim", no_wrap=True)
+    for e in entries:
+        details = json.dumps(e.details, ensure_ascii=False, sort_keys=True)
+        if len(details) > _DETAILS_WIDTH:
+            details = details[: _DETAILS_WIDTH - 1] + "…"
+        row = [
+            str(e.seq),
+            e.ts.strftime("%Y-%m-%d %H:%M:%S" if wide else "%m-%d %H:%M:%S"),
+            e.actor,
+            e.action,
+            e.model_name or "",
+            e.model_version or "",
+            details,
+        ]
+        table.add_row(*row, *([e.entry_hash[:10]] if wide else []))
+    return table
+
+
+@audit_app.command("verify")
+def verify_cmd(
+    expected_head: str | None = typer.Option(
+        None,
+        "--expected-head",
+        help="A head hash kept outside the database; it must be in the chain.",
+    ),
+) -> None:
+    """Recompute the hash chain; exit 1 and name the first broken entry if it does not hold."""
+    audit = AuditLogger(settings())
+    result = audit.verify(expected_head=expected_head)
+    if result.ok:
+        console.print(
+            f"[green]audit chain ok[/green]: {result.entries_checked} entries, "
+            f"head {result.head_hash}"
+        )
+        return
+    where = f"entry {result.first_broken_seq}" if result.first_broken_seq else "the chain's end"
+    console.print(f"[red]audit chain BROKEN[/red] at {where}: {result.reason}")
+    console.print(f"entries verified before the break: {result.entries_checked}")
+    if result.first_broken_seq is not None:
+        entry = audit.get(result.first_broken_seq)
+        if entry is not None:
+            console.print(_entry_table([entry], "first broken entry (as stored)"))
+    raise typer.Exit(1)
+
+
+@audit_app.command("show")
+def show_cmd(
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many of the newest entries."),
+    model: str | None = typer.Option(None, "--model", help="Only entries about this model."),
+) -> None:
+    """Show the newest audit entries."""
+    audit = AuditLogger(settings())
+    entries = audit.entries(limit=limit, model_name=model)
+    if not entries:
+        console.print("the audit trail is empty" + (f" for {model}" if model else ""))
+        return
+    console.print(_entry_table(entries, f"audit trail (newest {len(entries)})"))
+    console.print(f"head {audit.head()}")

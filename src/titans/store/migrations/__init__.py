@@ -1,0 +1,1 @@
+"""Alembic migrations of the ops store, shipped inside the package."""
