@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from titans.config import Settings
+from titans.store import Store
+from titans.store.testing import backends as store_backends
+from titans.store.testing import temporary_store
 
 # Tests never talk to a real SaaS or leak state into the developer's ./.titans.
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
@@ -36,3 +40,11 @@ def settings(titans_home: Path) -> Settings:
 def in_ci() -> bool:
     """True under CI=true, where a missing tool must fail the run rather than skip."""
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(params=store_backends())
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A migrated, empty ops store: SQLite always, plus Postgres (own schema) when
+    TITANS_TEST_POSTGRES_URL is set."""
+    with temporary_store(request.param, tmp_path) as s:
+        yield s

@@ -20,6 +20,84 @@ class ApiKey(BaseModel):
     roles: list[Literal["predict", "admin", "approver", "requester"]] = ["predict"]
 
 
+class EdgeCaseSwitches(BaseModel):
+    """Which families of edge cases the stability check feeds a model (all on by default)."""
+
+    #: zero, tiny, huge and wrongly signed amounts
+    amounts: bool = True
+    #: empty, unicode and 5,000-character descriptions
+    descriptions: bool = True
+    #: categories, references and payment methods never seen in training
+    unseen_values: bool = True
+    #: every optional field missing (category, payment method, status, reference, receipt URL)
+    missing_fields: bool = True
+    #: dates far in the past and far in the future
+    extreme_dates: bool = True
+    #: a frame with no rows at all
+    empty_input: bool = True
+
+
+class ValidationThresholds(BaseModel):
+    """The gates one model must pass in titans.validation (direction-aware, see each field)."""
+
+    #: worst acceptable primary metric on the holdout: a minimum for metrics to maximise
+    #: (macro-F1, PR-AUC), a maximum for metrics to minimise (MAE); None = no absolute bound
+    primary_floor: float | None = None
+    #: how much better than the trivial baseline, as a fraction of the baseline's score
+    #: (0.10 = 10 % better); the model must always beat the baseline strictly
+    min_margin_over_baseline: float = Field(default=0.0, ge=0)
+    #: how much worse than the champion on the same holdout is tolerated, as a fraction of
+    #: the champion's score
+    champion_tolerance: float = Field(default=0.02, ge=0)
+    #: metric compared across segments; None = the model's default (see titans.validation)
+    fairness_metric: str | None = None
+    #: largest allowed gap of the fairness metric between two segments of one feature
+    max_fairness_gap: float = Field(default=0.15, ge=0)
+    #: segments with fewer rows (for recall: fewer positives) are skipped and reported
+    min_segment_rows: int = Field(default=30, ge=1)
+    #: share of rows whose predicted class may change under +-1 % amount noise
+    max_flip_rate: float = Field(default=0.02, ge=0, le=1)
+    #: bound on the 95th percentile of relative prediction change under +-1 % amount noise
+    max_relative_change: float = Field(default=0.05, ge=0)
+    edge_cases: EdgeCaseSwitches = EdgeCaseSwitches()
+
+
+class CategoryValidation(ValidationThresholds):
+    primary_floor: float | None = 0.5
+    min_margin_over_baseline: float = Field(default=0.10, ge=0)
+
+
+class AmountValidation(ValidationThresholds):
+    min_margin_over_baseline: float = Field(default=0.10, ge=0)
+    max_fairness_gap: float = Field(default=0.35, ge=0)
+
+
+class AnomalyValidation(ValidationThresholds):
+    primary_floor: float | None = 0.2
+    min_margin_over_baseline: float = Field(default=0.5, ge=0)
+    max_fairness_gap: float = Field(default=0.5, ge=0)
+
+
+class CashflowValidation(ValidationThresholds):
+    champion_tolerance: float = Field(default=0.05, ge=0)
+
+
+class ValidationSettings(BaseModel):
+    """Validation thresholds per model; env e.g. TITANS_VALIDATION__CATEGORY__PRIMARY_FLOOR=0.8."""
+
+    category: CategoryValidation = CategoryValidation()
+    amount: AmountValidation = AmountValidation()
+    anomaly: AnomalyValidation = AnomalyValidation()
+    cashflow: CashflowValidation = CashflowValidation()
+    #: how many quantile bands of |amount| the fairness check segments by
+    amount_bands: int = Field(default=4, ge=2, le=20)
+
+    def for_model(self, model_key: str) -> ValidationThresholds:
+        """The thresholds of one of the four models."""
+        thresholds: ValidationThresholds = getattr(self, model_key)
+        return thresholds
+
+
 class Settings(BaseSettings):
     """Every tunable of the platform; constructors take one, or build it from the environment."""
 
@@ -34,6 +112,8 @@ class Settings(BaseSettings):
     home: Path = Path(".titans")
     tracking_uri_override: str | None = Field(default=None, alias="TITANS_TRACKING_URI")
     database_url_override: str | None = Field(default=None, alias="TITANS_DATABASE_URL")
+    #: bring the ops store schema to head on first use (turn off where `titans db upgrade` runs)
+    database_auto_migrate: bool = True
     redis_url: str | None = None
 
     # models
@@ -44,6 +124,9 @@ class Settings(BaseSettings):
     min_class_examples: int = 5
     anomaly_alert_rate: float = Field(default=0.01, gt=0, lt=0.5)
     forecast_horizon_days: int = 30
+
+    # model validation gates (titans.validation)
+    validation: ValidationSettings = ValidationSettings()
 
     # data validation
     max_bad_row_share: float = Field(default=0.05, ge=0, le=1)

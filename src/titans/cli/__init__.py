@@ -44,13 +44,25 @@ def _register_groups() -> None:
     app.command("demo", help="Run the loop once on synthetic data and print each step.")(
         demo_cmd.demo
     )
+    from titans.cli import db as db_cmd
+    from titans.cli import governance as governance_cmd
+
+    app.add_typer(db_cmd.app, name="db", help="Apply and inspect ops store migrations.")
+    app.add_typer(governance_cmd.app, name="governance", help="Approvals and the audit trail.")
     app.command("train", help="Train the models, log them to MLflow and register versions.")(
         train_cmd.train
     )
+    from titans.cli import validate as validate_cmd
+
+    app.command("validate", help="Validate a model: performance, stability, fairness gates.")(
+        validate_cmd.validate
+    )
+    from titans.cli import experiments as experiments_cmd
+
+    app.add_typer(experiments_cmd.app, name="experiments")
     for group, hint in (
         ("experiments", "the models issue"),
         ("registry", "the registry issue"),
-        ("validate", "the registry issue"),
         ("governance", "the registry issue"),
         ("db", "the registry issue"),
         ("serve", "the serving issue"),
@@ -84,16 +96,14 @@ def main() -> None:
         sys.exit(130)
     except SystemExit:
         raise
+    except (typer.Exit, typer.Abort) as exc:
+        sys.exit(getattr(exc, "exit_code", 1))
+    except typer.TyperException as exc:  # usage errors: Typer's own click raises these
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        sys.exit(getattr(exc, "exit_code", 2))
     except Exception as exc:  # a bug: say so in one line unless --debug
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
         if debug:
             raise
         _common.err_console.print(
