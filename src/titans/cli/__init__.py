@@ -85,7 +85,10 @@ def main() -> None:
     _register_groups()
     debug = "--debug" in sys.argv[1:]
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns (not raises) the code of typer.Exit(n).
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except TitansError as exc:
         if debug:
             raise
