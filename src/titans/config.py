@@ -54,7 +54,7 @@ class ValidationThresholds(BaseModel):
     #: largest allowed gap of the fairness metric between two segments of one feature
     max_fairness_gap: float = Field(default=0.15, ge=0)
     #: segments with fewer rows (for recall: fewer positives) are skipped and reported
-    min_segment_rows: int = Field(default=30, ge=1)
+    min_segment_rows: int = Field(default=50, ge=1)
     #: share of rows whose predicted class may change under +-1 % amount noise
     max_flip_rate: float = Field(default=0.02, ge=0, le=1)
     #: bound on the 95th percentile of relative prediction change under +-1 % amount noise
@@ -63,17 +63,18 @@ class ValidationThresholds(BaseModel):
 
 
 class CategoryValidation(ValidationThresholds):
-    primary_floor: float | None = 0.5
-    min_margin_over_baseline: float = Field(default=0.10, ge=0)
+    primary_floor: float | None = 0.7
+    min_margin_over_baseline: float = Field(default=0.05, ge=0)
 
 
 class AmountValidation(ValidationThresholds):
     min_margin_over_baseline: float = Field(default=0.10, ge=0)
-    max_fairness_gap: float = Field(default=0.35, ge=0)
 
 
 class AnomalyValidation(ValidationThresholds):
     primary_floor: float | None = 0.2
+    #: recall per segment counts labelled anomalies (~1 % of rows), so the minimum is lower
+    min_segment_rows: int = Field(default=20, ge=1)
     min_margin_over_baseline: float = Field(default=0.5, ge=0)
     max_fairness_gap: float = Field(default=0.5, ge=0)
 
