@@ -60,6 +60,9 @@ def _register_groups() -> None:
     from titans.cli import experiments as experiments_cmd
 
     app.add_typer(experiments_cmd.app, name="experiments")
+    from titans.cli import registry as registry_cmd
+
+    app.add_typer(registry_cmd.app, name="registry")
     for group, hint in (
         ("experiments", "the models issue"),
         ("registry", "the registry issue"),
