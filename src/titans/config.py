@@ -20,6 +20,13 @@ class ApiKey(BaseModel):
     roles: list[Literal["predict", "admin", "approver", "requester"]] = ["predict"]
 
 
+class GovernanceIdentity(BaseModel):
+    """A person or service acting in governance (e.g. approving from the CLI) without an API key."""
+
+    name: str = Field(min_length=1)
+    roles: list[Literal["requester", "approver", "admin"]] = ["requester"]
+
+
 class EdgeCaseSwitches(BaseModel):
     """Which families of edge cases the stability check feeds a model (all on by default)."""
 
@@ -135,6 +142,20 @@ class Settings(BaseSettings):
     # serving / auth
     api_keys: list[ApiKey] = []
     open_routes: list[str] = ["/health", "/ready", "/metrics"]
+
+    # governance (titans.governance): approvals, policy, sampled decisions
+    #: identities beyond the API keys' names, e.g. TITANS_GOVERNANCE_IDENTITIES=
+    #: '[{"name": "ann", "roles": ["approver"]}]'; `system` is built in (policy approvals)
+    governance_identities: list[GovernanceIdentity] = []
+    #: a pending request must be decided within this time; a granted approval stays valid
+    #: this long after it was granted
+    approval_ttl_hours: float = Field(default=72.0, gt=0)
+    #: governance policy YAML; None = the default policy shipped with the package
+    governance_policy_path: Path | None = None
+    #: share of model decisions kept for compliance review (at least one per batch)
+    decision_sample_rate: float = Field(default=0.01, gt=0, le=1)
+    #: sampled decisions older than this are deleted by `prune_decisions`
+    decision_retention_days: int = Field(default=365, ge=1)
 
     # alert channels: secrets have no default
     slack_webhook_url: SecretStr | None = None

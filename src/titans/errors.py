@@ -55,3 +55,13 @@ class ExperimentNotFoundError(InputError):
 
 class RunNotFoundError(InputError):
     """No MLflow run matches what was asked for (e.g. none logged the metric)."""
+
+
+class PermissionDenied(TitansError):
+    """An identity lacks the role for an action, or the action breaks the four-eyes rule."""
+
+    exit_code = 2
+
+
+class ApprovalError(TitansError):
+    """An approval request cannot be decided in its current state (expired, already decided)."""

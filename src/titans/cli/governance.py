@@ -1,4 +1,4 @@
-"""`titans governance`: the audit trail (approvals and requests join later)."""
+"""`titans governance`: approval requests and decisions, and the audit trail."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from rich.table import Table
 
 from titans.cli._common import console, settings
 from titans.governance.audit import AuditEntry, AuditLogger
+from titans.governance.governance import ApprovalRecord, ModelGovernanceManager
 
 app = typer.Typer(
     help="Approvals, policy and the tamper-evident audit trail.", no_args_is_help=True
@@ -90,3 +91,96 @@ def show_cmd(
         return
     console.print(_entry_table(entries, f"audit trail (newest {len(entries)})"))
     console.print(f"head {audit.head()}")
+
+
+# ---------------------------------------------------------------- approvals
+
+
+def _manager() -> ModelGovernanceManager:
+    return ModelGovernanceManager(settings())
+
+
+def _approval_line(record: ApprovalRecord) -> str:
+    until = record.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+    if record.status == "approved":
+        return f"valid until {until}"
+    if record.status == "pending":
+        return f"decide before {until}"
+    return ""
+
+
+@app.command("request")
+def request_cmd(
+    model_uri: str = typer.Argument(..., help="The version to approve: models:/NAME/VERSION."),
+    justification: str = typer.Option(
+        ..., "--justification", "-j", help="Why this version should go to production."
+    ),
+    as_name: str = typer.Option(
+        "system", "--as", help="Who asks (an identity with the requester role)."
+    ),
+) -> None:
+    """Ask for approval to promote a model version; prints the request id."""
+    gov = _manager()
+    request_id = gov.request_model_approval(model_uri, justification, requester=as_name)
+    record = gov.get_request(request_id)
+    console.print(
+        f"[green]requested[/green] approval {request_id} for {record.model_uri} "
+        f"({_approval_line(record)})"
+    )
+
+
+@app.command("approve")
+def approve_cmd(
+    request_id: str = typer.Argument(..., help="Request id (or its first 6+ characters)."),
+    as_name: str = typer.Option(..., "--as", help="Who approves (approver or admin role)."),
+    comment: str = typer.Option("", "--comment", "-c", help="Why it is approved."),
+) -> None:
+    """Approve a pending request (never your own)."""
+    record = _manager().approve(request_id, as_name, comment)
+    console.print(
+        f"[green]approved[/green] {record.model_uri} (request {record.id}) by {as_name}, "
+        f"{_approval_line(record)}"
+    )
+
+
+@app.command("reject")
+def reject_cmd(
+    request_id: str = typer.Argument(..., help="Request id (or its first 6+ characters)."),
+    as_name: str = typer.Option(..., "--as", help="Who rejects (approver or admin role)."),
+    comment: str = typer.Option(..., "--comment", "-c", help="Why it is rejected (required)."),
+) -> None:
+    """Reject a pending request with a reason."""
+    record = _manager().reject(request_id, as_name, comment)
+    console.print(
+        f"[yellow]rejected[/yellow] {record.model_uri} (request {record.id}) by {as_name}"
+    )
+
+
+@app.command("pending")
+def pending_cmd(
+    model: str | None = typer.Option(None, "--model", help="Only requests for this model."),
+) -> None:
+    """List requests waiting for a decision, oldest first."""
+    records = _manager().pending(model)
+    if not records:
+        console.print("no pending approval requests" + (f" for {model}" if model else ""))
+        return
+    table = Table(title=f"pending approval requests ({len(records)})")
+    table.add_column("request", style="bold", no_wrap=True)
+    table.add_column("model")
+    table.add_column("ver", justify="right", no_wrap=True)
+    table.add_column("requester", style="cyan")
+    table.add_column("requested (UTC)", no_wrap=True)
+    table.add_column("expires (UTC)", no_wrap=True)
+    table.add_column("justification", style="dim")
+    for r in records:
+        table.add_row(
+            r.id,
+            r.model_name,
+            r.model_version,
+            r.requester,
+            r.created_at.strftime("%Y-%m-%d %H:%M"),
+            r.expires_at.strftime("%Y-%m-%d %H:%M"),
+            r.justification,
+        )
+    console.print(table)

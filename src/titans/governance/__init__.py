@@ -3,5 +3,15 @@
 from __future__ import annotations
 
 from titans.governance.audit import AuditEntry, AuditLogger, VerifyResult
+from titans.governance.governance import ApprovalRecord, ModelGovernanceManager
+from titans.governance.policy import GovernancePolicy, PolicyDecision
 
-__all__ = ["AuditEntry", "AuditLogger", "VerifyResult"]
+__all__ = [
+    "ApprovalRecord",
+    "AuditEntry",
+    "AuditLogger",
+    "GovernancePolicy",
+    "ModelGovernanceManager",
+    "PolicyDecision",
+    "VerifyResult",
+]

@@ -9,6 +9,8 @@ promotions of one model are serialised, and every move or refusal is an audit en
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 import os
@@ -331,7 +333,9 @@ class ModelRegistryManager:
         import mlflow
 
         try:
-            mv = mlflow.register_model(model_uri, model_name.strip())
+            # MLflow eprints "Successfully registered model" to stderr; library code stays quiet.
+            with contextlib.redirect_stderr(io.StringIO()):
+                mv = mlflow.register_model(model_uri, model_name.strip())
         except MlflowException as exc:
             raise ModelNotFoundError(
                 f"could not register {model_uri} as {model_name} ({_first_line(exc)}); "
