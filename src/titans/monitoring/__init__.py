@@ -1,0 +1,1 @@
+"""Monitoring: drift, data quality, performance, metrics and alerts."""
