@@ -1,0 +1,69 @@
+"""`titans demo`: run the loop once and print each step."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from titans.cli._common import console, settings
+from titans.demo import STEPS, StepResult, run_demo
+
+
+def demo(
+    rows: int | None = typer.Option(None, "--rows", help="Synthetic rows (default: ci_rows)."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (default from settings)."),
+) -> None:
+    """Run generate → validate → train → register once and print a summary."""
+    s = settings()
+    console.rule("[bold]Titans MLOps demo")
+    console.print(f"home: {s.home_dir}   tracking: {s.tracking_uri}")
+    results: list[StepResult] = []
+    with console.status("starting") as status:
+        for result in run_demo(s, rows=rows, seed=seed, on_progress=status.update):
+            results.append(result)
+            mark = "[green]✓[/green]" if result.ok else "[red]✗[/red]"
+            console.print(
+                f"{mark} [bold]{result.name}[/bold] ({result.seconds:.1f} s): {result.detail}"
+            )
+            status.update(f"step {len(results) + 1}/{len(STEPS)}")
+    _print_models(results)
+    ok = len(results) == len(STEPS) and all(r.ok for r in results)
+    console.print(_summary(results))
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _summary(results: list[StepResult]) -> Table:
+    table = Table(title="Demo summary")
+    table.add_column("step")
+    table.add_column("result")
+    table.add_column("seconds", justify="right")
+    done = {r.name for r in results}
+    for r in results:
+        table.add_row(
+            r.name, "[green]ok[/green]" if r.ok else "[red]failed[/red]", f"{r.seconds:.1f}"
+        )
+    for name, _ in STEPS:
+        if name not in done:
+            table.add_row(name, "[yellow]not run[/yellow]", "")
+    return table
+
+
+def _print_models(results: list[StepResult]) -> None:
+    for r in results:
+        models = r.data.get("models")
+        if not models:
+            continue
+        table = Table(title="Models vs their baselines (held-out, time split)")
+        for column in ("model", "version", "metric", "score", "baseline", "margin"):
+            table.add_column(column)
+        for m in models:
+            table.add_row(
+                m["registered_name"],
+                m["version"],
+                m["primary_metric"],
+                f"{m['metrics'][m['primary_metric']]:.4f}",
+                f"{m['baseline_metrics'][m['primary_metric']]:.4f}",
+                f"{m['margin']:+.4f}",
+            )
+        console.print(table)
