@@ -166,13 +166,14 @@ def pending_cmd(
         console.print("no pending approval requests" + (f" for {model}" if model else ""))
         return
     table = Table(title=f"pending approval requests ({len(records)})")
-    table.add_column("request", style="bold", no_wrap=True)
-    table.add_column("model")
+    # the id is what people copy into `approve`: never truncate it, fold the rest instead
+    table.add_column("request", style="bold", no_wrap=True, min_width=36)
+    table.add_column("model", overflow="fold")
     table.add_column("ver", justify="right", no_wrap=True)
-    table.add_column("requester", style="cyan")
-    table.add_column("requested (UTC)", no_wrap=True)
-    table.add_column("expires (UTC)", no_wrap=True)
-    table.add_column("justification", style="dim")
+    table.add_column("requester", style="cyan", overflow="fold")
+    table.add_column("requested (UTC)", overflow="fold")
+    table.add_column("expires (UTC)", overflow="fold")
+    table.add_column("justification", style="dim", overflow="fold")
     for r in records:
         table.add_row(
             r.id,
