@@ -13,6 +13,7 @@ with warnings.catch_warnings():
     # mlflow.pyfunc warns at import about its own wrappers' predict type hints
     warnings.simplefilter("ignore", UserWarning)
     import mlflow.pyfunc
+    from mlflow.pyfunc import PythonModel
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from mlflow.types.schema import AnyType
@@ -31,7 +32,7 @@ _REQUIRED_INPUTS = {"Date", "Type", "Description", "Amount"}
 with warnings.catch_warnings():
     warnings.showwarning = lambda *args, **kwargs: None
 
-    class TitansPyfuncModel(mlflow.pyfunc.PythonModel):
+    class TitansPyfuncModel(PythonModel):
         """Loads the pickled TrainedModel; predicts on raw rows (export headers or snake_case)."""
 
         def load_context(self, context: Any) -> None:

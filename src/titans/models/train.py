@@ -17,6 +17,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.data.pandas_dataset import from_pandas
 
 import titans
 from titans.config import Settings
@@ -234,7 +235,7 @@ def _train_one(
             mlflow.log_text("\n".join(trained.warnings), "training_warnings.txt")
         with warnings.catch_warnings():  # a plain path source is "ambiguous" to MLflow
             warnings.simplefilter("ignore", UserWarning)
-            dataset = mlflow.data.from_pandas(
+            dataset = from_pandas(
                 frame.head(1000),
                 source=data_source,
                 name=f"transactions-{version_id[:12]}",

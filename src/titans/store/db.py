@@ -415,7 +415,7 @@ def acquire_lock(
                 f"lock {name!r} is held by another process for more than {timeout_seconds:g} s; "
                 "retry later, or clear it if its holder is gone (it expires by itself)"
             )
-        time.sleep(min(remaining, delay * (0.5 + random.random())))
+        time.sleep(min(remaining, delay * (0.5 + random.random())))  # nosec B311 - jitter
         delay = min(delay * 2, 0.25)
 
     held = HeldLock(name=name, holder=holder, token=token, expires_at=expires_at, _engine=engine)
