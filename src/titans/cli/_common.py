@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,8 +20,10 @@ from rich.progress import (
 from titans.config import Settings
 from titans.errors import NotBuiltError
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (CI logs, tests) gets a wide page rather than rich's 80-column default, so
+# tables of registry names and ids are not cut.
+console = Console(width=None if sys.stdout.isatty() else 120)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 
 def settings() -> Settings:

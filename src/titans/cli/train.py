@@ -89,9 +89,9 @@ def results_table(results: list[TrainingResult]) -> Table:
             r.registered_name,
             r.version,
             f"{ev.primary_metric} ({ev.direction})",
-            f"{ev.score:.4f}",
-            f"{ev.baseline_score:.4f}",
-            f"{ev.margin:+.4f} {mark}",
+            f"{ev.score:.4g}",
+            f"{ev.baseline_score:.4g}",
+            f"{ev.margin:+.4g} {mark}",
             f"{r.train_rows:,}/{r.test_rows:,}",
             f"{r.seconds:.1f}",
         )

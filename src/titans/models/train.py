@@ -237,7 +237,7 @@ def _train_one(
             warnings.simplefilter("ignore", UserWarning)
             dataset = from_pandas(
                 frame.head(1000),
-                source=data_source,
+                source=_dataset_source(data_source),
                 name=f"transactions-{version_id[:12]}",
                 digest=version_id[:36],
             )
@@ -331,6 +331,16 @@ def _export_example(example: pd.DataFrame) -> pd.DataFrame:
     )
     out["Date"] = pd.to_datetime(out["Date"]).dt.strftime("%Y-%m-%d")
     return out.astype(object).where(out.notna(), None).reset_index(drop=True)
+
+
+def _dataset_source(data_source: str) -> Any:
+    """A file the data came from, or a description of how it was generated."""
+    path = Path(data_source)
+    if path.exists():
+        return str(path.resolve())
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+
+    return CodeDatasetSource(tags={"titans.data_source": data_source})
 
 
 def _save_holdout(test: pd.DataFrame, directory: Path, seed: int) -> Path:
