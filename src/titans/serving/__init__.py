@@ -1,0 +1,1 @@
+"""The prediction API: auth, rate limits, model store, prediction log and metrics."""
