@@ -142,6 +142,27 @@ class Settings(BaseSettings):
     # serving / auth
     api_keys: list[ApiKey] = []
     open_routes: list[str] = ["/health", "/ready", "/metrics"]
+    #: per-API-key token bucket: sustained requests per second, and how many may come at once
+    rate_limit_per_second: float = Field(default=100.0, gt=0)
+    rate_limit_burst: int = Field(default=200, ge=1)
+
+    # serving: prediction log (bounded queue, batched background writes to the ops store)
+    #: records held in memory while the writer catches up; beyond it records are dropped
+    #: (and counted in titans_prediction_log_dropped_total)
+    prediction_log_queue_size: int = Field(default=10_000, ge=1)
+    prediction_log_batch_size: int = Field(default=500, ge=1)
+    #: the longest a logged record waits before its batch is written
+    prediction_log_flush_seconds: float = Field(default=0.5, gt=0)
+    #: how long shutdown waits for the queue to drain before counting the rest as dropped
+    prediction_log_drain_timeout_seconds: float = Field(default=10.0, ge=0)
+
+    # serving: API limits and the model store
+    #: most transactions one /predict/batch request (or one cashflow history) may carry
+    max_batch_size: int = Field(default=1_000, ge=1)
+    #: request bodies larger than this are refused with 413
+    max_body_bytes: int = Field(default=1_000_000, ge=1_024)
+    #: how often the API asks the registry which version is in production (0 = never)
+    model_poll_seconds: float = Field(default=30.0, ge=0)
 
     # governance (titans.governance): approvals, policy, sampled decisions
     #: identities beyond the API keys' names, e.g. TITANS_GOVERNANCE_IDENTITIES=
@@ -156,6 +177,17 @@ class Settings(BaseSettings):
     decision_sample_rate: float = Field(default=0.01, gt=0, le=1)
     #: sampled decisions older than this are deleted by `prune_decisions`
     decision_retention_days: int = Field(default=365, ge=1)
+
+    # A/B tests (titans.experiments.ab_testing)
+    #: significance level of A/B decisions (fixed-horizon intervals and the mSPRT threshold)
+    ab_alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    #: outcomes (predictions with feedback) each arm needs before any decision is made
+    ab_min_samples_per_arm: int = Field(default=100, ge=2)
+    #: mSPRT mixture: standard deviation of the normal prior on the standardised effect
+    #: (B - A) / sigma; most powerful for effects near it (0.1 ~ 0.80 vs 0.84 accuracy)
+    ab_msprt_tau: float = Field(default=0.1, gt=0)
+    #: how often a router re-reads the running tests from the ops store (no DB per request)
+    ab_route_refresh_seconds: float = Field(default=30.0, gt=0)
 
     # alert channels: secrets have no default
     slack_webhook_url: SecretStr | None = None
