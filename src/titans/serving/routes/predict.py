@@ -1,0 +1,228 @@
+"""Prediction routes: one transaction per model, a cashflow history, and batches.
+
+Handlers are plain ``def``: FastAPI runs them in its thread pool, so a CPU-bound predict never
+blocks the event loop. Each request takes its LoadedModel once, at its start.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter, Depends, HTTPException, Request
+
+from titans.config import MODEL_KEYS, Settings
+from titans.models.inputs import typed_frame
+from titans.serving.model_store import LoadedModel, ModelStore
+from titans.serving.schemas import (
+    AmountPrediction,
+    AmountResponse,
+    AnomalyPrediction,
+    AnomalyResponse,
+    BatchItem,
+    BatchRequest,
+    BatchResponse,
+    CashflowForecast,
+    CashflowRequest,
+    CashflowResponse,
+    CategoryPrediction,
+    CategoryResponse,
+    ClassProbability,
+    ErrorResponse,
+    ForecastDay,
+    Transaction,
+)
+
+log = logging.getLogger(__name__)
+
+RowPrediction = CategoryPrediction | AmountPrediction | AnomalyPrediction
+
+#: how many class probabilities a category prediction lists, most likely first
+TOP_CLASSES = 3
+#: models /predict/batch serves (a cashflow forecast takes a whole history instead)
+BATCH_MODELS: tuple[str, ...] = ("category", "amount", "anomaly")
+
+router = APIRouter(prefix="/predict", tags=["predict"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (404, 413, 422, 503)
+}
+
+
+def get_store(request: Request) -> ModelStore:
+    store: ModelStore = request.app.state.model_store
+    return store
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+StoreDep = Annotated[ModelStore, Depends(get_store)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _serving(store: ModelStore, key: str) -> LoadedModel:
+    """The model for ``key`` at the start of this request: 404 unknown, 503 not loaded."""
+    if key not in MODEL_KEYS:
+        raise HTTPException(404, f"unknown model {key!r}; choose one of: {', '.join(MODEL_KEYS)}")
+    loaded = store.get(key)
+    if loaded is None:
+        reasons = [r for r in store.status().reasons if store.settings.registered_name(key) in r]
+        why = reasons[0] if reasons else f"{key} is not served by this API"
+        raise HTTPException(503, f"model {key} is not loaded: {why}; see GET /ready")
+    return loaded
+
+
+def _predict(loaded: LoadedModel, transactions: Sequence[Transaction]) -> pd.DataFrame:
+    """The model's output frame; a model error on valid-looking input becomes a 422."""
+    raw = pd.DataFrame([t.as_row() for t in transactions])
+    try:
+        return loaded.trained.predict(typed_frame(raw))
+    except Exception as exc:
+        log.warning("%s version %s could not score a request: %r", loaded.name, loaded.version, exc)
+        lines = str(exc).strip().splitlines()
+        reason = lines[0] if lines else type(exc).__name__
+        raise HTTPException(
+            422, f"the {loaded.key} model could not score this input: {reason}"
+        ) from exc
+
+
+def _served_by(loaded: LoadedModel) -> dict[str, str]:
+    return {
+        "model": loaded.key,
+        "model_name": loaded.name,
+        "version": loaded.version,
+        "alias": loaded.alias,
+        "arm": "A",
+    }
+
+
+def category_predictions(out: pd.DataFrame) -> list[CategoryPrediction]:
+    """Category, its probability and the top classes, one per output row."""
+    proba_columns = [c for c in out.columns if c.startswith("proba_")]
+    classes = np.array([c.removeprefix("proba_") for c in proba_columns], dtype=object)
+    proba = out[proba_columns].to_numpy(dtype=np.float64)
+    k = min(TOP_CLASSES, len(proba_columns))
+    top = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+    top_p = np.take_along_axis(proba, top, axis=1)
+    labels = out["prediction"].astype(str).to_numpy()
+    probs = out["probability"].to_numpy(dtype=np.float64)
+    return [
+        CategoryPrediction(
+            prediction=labels[i],
+            probability=float(probs[i]),
+            top_classes=[
+                ClassProbability(category=str(classes[j]), probability=float(p))
+                for j, p in zip(top[i], top_p[i], strict=True)
+            ],
+        )
+        for i in range(len(out))
+    ]
+
+
+def amount_predictions(out: pd.DataFrame) -> list[AmountPrediction]:
+    """Predicted amount and its interval, one per output row."""
+    values = out[["prediction", "lower", "upper"]].to_numpy(dtype=np.float64).tolist()
+    return [AmountPrediction(prediction=p, lower=lo, upper=hi) for p, lo, hi in values]
+
+
+def anomaly_predictions(out: pd.DataFrame) -> list[AnomalyPrediction]:
+    """Anomaly score and verdict, one per output row."""
+    scores = out["score"].to_numpy(dtype=np.float64).tolist()
+    flags = out["is_anomaly"].to_numpy(dtype=bool).tolist()
+    return [AnomalyPrediction(score=s, is_anomaly=f) for s, f in zip(scores, flags, strict=True)]
+
+
+def cashflow_forecast(out: pd.DataFrame) -> CashflowForecast:
+    """The daily forecast with its interval."""
+    days = pd.to_datetime(out["date"]).dt.date.tolist()
+    values = out[["prediction", "lower", "upper"]].to_numpy(dtype=np.float64).tolist()
+    return CashflowForecast(
+        forecast=[
+            ForecastDay(date=d, prediction=p, lower=lo, upper=hi)
+            for d, (p, lo, hi) in zip(days, values, strict=True)
+        ]
+    )
+
+
+_ROW_CONVERTERS: dict[str, Callable[[pd.DataFrame], Sequence[RowPrediction]]] = {
+    "category": category_predictions,
+    "amount": amount_predictions,
+    "anomaly": anomaly_predictions,
+}
+
+
+def _one(store: ModelStore, key: str, transaction: Transaction) -> dict[str, Any]:
+    loaded = _serving(store, key)
+    (prediction,) = _ROW_CONVERTERS[key](_predict(loaded, [transaction]))
+    return {**_served_by(loaded), "prediction_id": _new_id(), "prediction": prediction}
+
+
+@router.post("/category", response_model=CategoryResponse, responses=_ERRORS)
+def predict_category(transaction: Transaction, store: StoreDep) -> dict[str, Any]:
+    """Expense category of one transaction, with its probability and the top classes."""
+    return _one(store, "category", transaction)
+
+
+@router.post("/amount", response_model=AmountResponse, responses=_ERRORS)
+def predict_amount(transaction: Transaction, store: StoreDep) -> dict[str, Any]:
+    """Expected absolute amount of one transaction, with an 80% interval."""
+    return _one(store, "amount", transaction)
+
+
+@router.post("/anomaly", response_model=AnomalyResponse, responses=_ERRORS)
+def predict_anomaly(transaction: Transaction, store: StoreDep) -> dict[str, Any]:
+    """Anomaly score of one transaction and whether it crosses the alert threshold."""
+    return _one(store, "anomaly", transaction)
+
+
+@router.post("/cashflow", response_model=CashflowResponse, responses=_ERRORS)
+def predict_cashflow(
+    body: CashflowRequest, store: StoreDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Daily net cash flow for the model's horizon after the latest day of ``history``."""
+    _check_size("history", len(body.history), settings)
+    loaded = _serving(store, "cashflow")
+    forecast = cashflow_forecast(_predict(loaded, body.history))
+    return {**_served_by(loaded), "prediction_id": _new_id(), "prediction": forecast}
+
+
+@router.post("/batch", response_model=BatchResponse, responses=_ERRORS)
+def predict_batch(body: BatchRequest, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
+    """Predictions for up to max_batch_size transactions, in the order they were sent."""
+    if body.model == "cashflow":
+        raise HTTPException(
+            422, "model: cashflow is not served in batches; POST the history to /predict/cashflow"
+        )
+    loaded = _serving(store, body.model)
+    _check_size("transactions", len(body.transactions), settings)
+    rows = _ROW_CONVERTERS[body.model](_predict(loaded, body.transactions))
+    return {
+        **_served_by(loaded),
+        "predictions": [BatchItem(prediction_id=_new_id(), prediction=p) for p in rows],
+    }
+
+
+@router.post("/{model}", responses=_ERRORS, include_in_schema=False)
+def predict_unknown(model: str) -> None:
+    """Any other model name: 404 listing the known ones."""
+    raise HTTPException(404, f"unknown model {model!r}; choose one of: {', '.join(MODEL_KEYS)}")
+
+
+def _check_size(field: str, count: int, settings: Settings) -> None:
+    if count > settings.max_batch_size:
+        raise HTTPException(
+            422,
+            f"{field}: {count} transactions is more than the limit of {settings.max_batch_size}; "
+            "split the request",
+        )

@@ -1,0 +1,190 @@
+"""Request and response bodies of the prediction API (pydantic, with bounds)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: absolute amounts above this are refused (a typo, not a transaction)
+MAX_ABS_AMOUNT = 1e9
+MIN_DATE = dt.date(1970, 1, 1)
+MAX_DATE = dt.date(2100, 12, 31)
+#: hard schema cap on list lengths; Settings.max_batch_size is checked per request below it
+MAX_LIST_ITEMS = 100_000
+
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+PredictableModel = Literal["category", "amount", "anomaly", "cashflow"]
+
+
+class Transaction(BaseModel):
+    """One transaction in the export format's fields (snake_case)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    date: dt.date = Field(description="Day of the transaction, YYYY-MM-DD.")
+    type: Literal["Income", "Expense"]
+    description: str = Field(default="", max_length=5_000)
+    amount: float = Field(
+        ge=-MAX_ABS_AMOUNT,
+        le=MAX_ABS_AMOUNT,
+        allow_inf_nan=False,
+        description="Signed amount: expenses negative, income positive.",
+    )
+    payment_method: str | None = Field(default=None, max_length=100)
+    reference: str | None = Field(default=None, max_length=200)
+    status: str | None = Field(default=None, max_length=50)
+    category: str | None = Field(default=None, max_length=100)
+    receipt_url: str | None = Field(default=None, max_length=2_000)
+    entity_id: str | None = Field(
+        default=None, max_length=200, description="Customer or entity id (A/B routing)."
+    )
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _iso_day(cls, value: object) -> object:
+        if isinstance(value, dt.date) or (isinstance(value, str) and _ISO_DAY.fullmatch(value)):
+            return value
+        raise ValueError("use a day in YYYY-MM-DD form")
+
+    @field_validator("date")
+    @classmethod
+    def _date_in_range(cls, value: dt.date) -> dt.date:
+        if not MIN_DATE <= value <= MAX_DATE:
+            raise ValueError(f"date must lie between {MIN_DATE} and {MAX_DATE}")
+        return value
+
+    def as_row(self) -> dict[str, object]:
+        """The fields the models read, with the date as YYYY-MM-DD text."""
+        row: dict[str, object] = self.model_dump(exclude={"entity_id"})
+        row["date"] = self.date.isoformat()
+        return row
+
+
+class CashflowRequest(BaseModel):
+    """Recent transactions (oldest first or not: they are summed per day) to forecast from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    history: list[Transaction] = Field(
+        min_length=1,
+        max_length=MAX_LIST_ITEMS,
+        description="Recent transactions; the forecast covers the days after the latest one.",
+    )
+
+
+class BatchRequest(BaseModel):
+    """Up to Settings.max_batch_size transactions for one model (category, amount, anomaly)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(max_length=50, description="category, amount or anomaly")
+    transactions: list[Transaction] = Field(min_length=1, max_length=MAX_LIST_ITEMS)
+
+
+# ---------------------------------------------------------------------- responses
+
+
+class ClassProbability(BaseModel):
+    category: str
+    probability: float
+
+
+class CategoryPrediction(BaseModel):
+    prediction: str
+    probability: float
+    top_classes: list[ClassProbability]
+
+
+class AmountPrediction(BaseModel):
+    prediction: float = Field(description="Predicted absolute amount.")
+    lower: float
+    upper: float
+
+
+class AnomalyPrediction(BaseModel):
+    score: float
+    is_anomaly: bool
+
+
+class ForecastDay(BaseModel):
+    date: dt.date
+    prediction: float
+    lower: float
+    upper: float
+
+
+class CashflowForecast(BaseModel):
+    forecast: list[ForecastDay]
+
+
+class ServedBy(BaseModel):
+    """Which model version answered, and under which A/B arm."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model: PredictableModel
+    model_name: str
+    version: str
+    alias: str
+    arm: Literal["A", "B"] = "A"
+
+
+class CategoryResponse(ServedBy):
+    prediction_id: str
+    prediction: CategoryPrediction
+
+
+class AmountResponse(ServedBy):
+    prediction_id: str
+    prediction: AmountPrediction
+
+
+class AnomalyResponse(ServedBy):
+    prediction_id: str
+    prediction: AnomalyPrediction
+
+
+class CashflowResponse(ServedBy):
+    prediction_id: str
+    prediction: CashflowForecast
+
+
+class BatchItem(BaseModel):
+    prediction_id: str
+    prediction: CategoryPrediction | AmountPrediction | AnomalyPrediction
+
+
+class BatchResponse(ServedBy):
+    predictions: list[BatchItem]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ok", "degraded"]
+    registry_up: bool
+    reasons: list[str]
+    missing: list[str]
+
+
+class ModelInfo(BaseModel):
+    model: str
+    name: str
+    version: str
+    alias: str
+    loaded_at: str
+    flavour: str
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+
+
+class ErrorResponse(BaseModel):
+    detail: str
