@@ -21,7 +21,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import bench_generator, bench_training  # noqa: E402
+from benchmarks import bench_generator, bench_model_targets, bench_training  # noqa: E402
 
 
 def machine() -> dict[str, Any]:
@@ -87,8 +87,27 @@ def _training(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def _model_targets(quick: bool) -> list[dict[str, Any]]:
+    rows = 20_000 if quick else 200_000
+    return [
+        {
+            "benchmark": "model targets",
+            "measure": f"{r['model']}: {r['metric']} on generate({rows:,}, seed=7), last period",
+            "ours": r["score"],
+            "anchor": r["baseline"],
+            "ratio": r["relative_to_baseline"],
+            "goal": r["goal"] + " (anchor = the trivial baseline)",
+            "met": r["met"] if rows == 200_000 else None,
+            "details": r,
+            "command": f"python benchmarks/bench_model_targets.py {rows}",
+        }
+        for r in bench_model_targets.run(rows)
+    ]
+
+
 BENCHMARKS: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
     "generator": _generator,
+    "model targets": _model_targets,
     "training": _training,
 }
 
