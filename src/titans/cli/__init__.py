@@ -63,13 +63,19 @@ def _register_groups() -> None:
     from titans.cli import registry as registry_cmd
 
     app.add_typer(registry_cmd.app, name="registry")
+    from titans.cli import serve as serve_cmd
+
+    app.command("serve", help="Serve predictions of the production models over HTTP.")(
+        serve_cmd.serve
+    )
+    from titans.cli import ab as ab_cmd
+
+    app.add_typer(ab_cmd.app, name="ab")
     for group, hint in (
         ("experiments", "the models issue"),
         ("registry", "the registry issue"),
         ("governance", "the registry issue"),
         ("db", "the registry issue"),
-        ("serve", "the serving issue"),
-        ("ab", "the serving issue"),
         ("deploy", "the serving issue"),
         ("monitor", "the monitoring issue"),
         ("alerts", "the monitoring issue"),

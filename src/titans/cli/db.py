@@ -20,11 +20,14 @@ def upgrade_cmd() -> None:
     after = upgrade(s)
     where = redact(s.database_url)
     if before == after:
-        console.print(f"ops store at {where} already at revision [bold]{after}[/bold] (head)")
+        console.print(
+            f"ops store at {where} already at revision [bold]{after}[/bold] (head)", soft_wrap=True
+        )
     else:
         console.print(
             f"ops store at {where} upgraded from {before or 'empty'} to revision "
-            f"[bold]{after}[/bold] (head)"
+            f"[bold]{after}[/bold] (head)",
+            soft_wrap=True,
         )
 
 
@@ -36,10 +39,13 @@ def current_cmd() -> None:
     head = head_revision()
     where = redact(s.database_url)
     if current == head:
-        console.print(f"ops store at {where}: revision [bold]{current}[/bold] (head)")
+        console.print(
+            f"ops store at {where}: revision [bold]{current}[/bold] (head)", soft_wrap=True
+        )
         return
     console.print(
         f"ops store at {where}: revision [bold]{current or 'none'}[/bold], head is {head}; "
-        "run `titans db upgrade`"
+        "run `titans db upgrade`",
+        soft_wrap=True,
     )
     raise typer.Exit(1)
