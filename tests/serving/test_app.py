@@ -22,6 +22,7 @@ from titans.governance.governance import ModelGovernanceManager
 from titans.models.train import train_models
 from titans.registry.registry_manager import ModelRegistryManager
 from titans.serving.app import create_app
+from titans.serving.auth import generate_api_key
 
 NEVER_AUTO = "version: 1\ndefault:\n  auto_approve:\n    enabled: false\n"
 #: gates loose enough for 3,000-row models; promotion still runs every gate
@@ -45,10 +46,17 @@ TRANSACTION: dict[str, Any] = {
 }
 
 
+#: a key with every role, sent by every test client of this module
+RAW_KEY, API_KEY = generate_api_key("tests", ["predict", "admin"])
+AUTH = {"Authorization": f"Bearer {RAW_KEY}"}
+
+
 def serving_settings(home: Path, **overrides: Any) -> Settings:
-    """Settings whose promotions need a person's approval (ann asks, bob approves)."""
+    """Settings whose promotions need a person's approval (ann asks, bob approves), with the
+    module's API key configured (``api_keys`` in ``overrides`` replaces it)."""
     policy = home / "policy.yaml"
     policy.write_text(NEVER_AUTO, encoding="utf-8")
+    overrides.setdefault("api_keys", [API_KEY])
     return Settings(
         home=home,
         governance_policy_path=policy,
@@ -79,7 +87,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(home: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(serving_settings(home))) as test_client:
+    with TestClient(create_app(serving_settings(home)), headers=AUTH) as test_client:
         yield test_client
 
 
@@ -101,7 +109,8 @@ def _batch(model: str, count: int) -> dict[str, Any]:
 def _served_by(body: dict[str, Any], model: str) -> None:
     assert body["model"] == model
     assert body["model_name"] == f"titans-{model}"
-    assert (body["version"], body["alias"], body["arm"]) == ("1", "production", "A")
+    # no A/B test runs: no arm
+    assert (body["version"], body["alias"], body["arm"]) == ("1", "production", None)
     assert len(body["prediction_id"]) == 32 and int(body["prediction_id"], 16) >= 0
 
 
@@ -178,7 +187,9 @@ def test_batch_predictions_come_back_in_the_order_sent(client: TestClient) -> No
 
 
 def test_a_batch_over_the_limit_is_refused(home: Path) -> None:
-    client = TestClient(create_app(serving_settings(home, max_batch_size=3), poll=False))
+    client = TestClient(
+        create_app(serving_settings(home, max_batch_size=3), poll=False), headers=AUTH
+    )
     ok = client.post("/predict/batch", json=_batch("amount", 3))
     assert ok.status_code == 200 and len(ok.json()["predictions"]) == 3
     over = client.post(
@@ -254,7 +265,9 @@ def test_malformed_json_is_a_422(client: TestClient) -> None:
 
 
 def test_an_oversize_body_is_a_413_by_header_and_when_streamed(home: Path) -> None:
-    client = TestClient(create_app(serving_settings(home, max_body_bytes=2_048), poll=False))
+    client = TestClient(
+        create_app(serving_settings(home, max_body_bytes=2_048), poll=False), headers=AUTH
+    )
     big = {"model": "amount", "transactions": [TRANSACTION] * 20}
     declared = client.post("/predict/batch", json=big)
     assert declared.status_code == 413
@@ -313,7 +326,7 @@ def test_a_model_without_production_alias_makes_ready_503_and_its_route_503(
     settings = serving_settings(_copy(home, tmp_path))
     registry = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
     registry.delete_registered_model_alias("titans-cashflow", "production")
-    client = TestClient(create_app(settings, poll=False))
+    client = TestClient(create_app(settings, poll=False), headers=AUTH)
 
     ready = client.get("/ready")
     assert ready.status_code == 503

@@ -29,6 +29,7 @@ from titans.models.pyfunc import TRAINED_MODEL_ARTIFACT, TitansPyfuncModel, save
 from titans.models.train import configure_mlflow, ensure_experiment, train_models
 from titans.registry.registry_manager import ModelRegistryManager
 from titans.serving.app import create_app
+from titans.serving.auth import generate_api_key
 from titans.serving.model_store import ModelStore
 
 NAME = "titans-amount"
@@ -51,6 +52,9 @@ TRANSACTION = {
     "reference": "INV-1",
     "status": "Completed",
 }
+#: the API answers only requests with a valid key (roles predict)
+RAW_KEY, API_KEY = generate_api_key("tests", ["predict"])
+AUTH = {"Authorization": f"Bearer {RAW_KEY}"}
 
 
 def serving_settings(home: Path) -> Settings:
@@ -65,6 +69,7 @@ def serving_settings(home: Path) -> Settings:
             GovernanceIdentity(name="bob", roles=["approver"]),
         ],
         validation=ValidationSettings.model_validate({key: RELAXED for key in MODEL_KEYS}),
+        api_keys=[API_KEY],
     )
 
 
@@ -171,7 +176,7 @@ def test_refresh_swaps_to_a_new_version_while_a_request_finishes_on_the_old(
 ) -> None:
     store = _store(settings_)
     app = create_app(settings_, model_store=store, poll=False)
-    client = TestClient(app)
+    client = TestClient(app, headers=AUTH)
     assert client.get("/models").json()["models"][0]["version"] == "1"
     in_flight = store.get("amount")  # what a request took at its start
     assert in_flight is not None
@@ -209,7 +214,7 @@ def test_a_registry_outage_keeps_the_last_good_model_and_reports_degraded(
     assert _sample(store, "titans_registry_poll_failures_total") == 1.0
 
     app = create_app(settings_, model_store=store, poll=False)
-    client = TestClient(app)
+    client = TestClient(app, headers=AUTH)
     ready = client.get("/ready")  # refresh in create_app failed again: still serving
     assert ready.status_code == 200 and ready.json()["status"] == "degraded"
     assert client.post("/predict/amount", json=TRANSACTION).json()["version"] == "1"

@@ -71,6 +71,9 @@ def _register_groups() -> None:
     from titans.cli import ab as ab_cmd
 
     app.add_typer(ab_cmd.app, name="ab")
+    from titans.cli import keys as keys_cmd
+
+    app.add_typer(keys_cmd.app, name="keys", help="Create API keys for the prediction API.")
     for group, hint in (
         ("experiments", "the models issue"),
         ("registry", "the registry issue"),

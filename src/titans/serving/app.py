@@ -16,8 +16,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import titans
 from titans.config import MODEL_KEYS, Settings
+from titans.experiments.ab_testing import ABTestingFramework
+from titans.serving.auth import KeyRing
+from titans.serving.metrics import ServingMetrics
 from titans.serving.model_store import ModelStore
-from titans.serving.routes import health, predict
+from titans.serving.prediction_log import PredictionLogWriter
+from titans.serving.ratelimit import make_rate_limiter
+from titans.serving.routes import feedback, health, metrics, predict
+from titans.serving.routes.feedback import RecentPredictions
+from titans.serving.routes.metrics import ApiMetrics, RequestMetrics
+from titans.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +39,40 @@ def create_app(
     """The API, with every configured model loaded from the registry before it returns.
 
     ``model_store`` replaces the store built from ``settings`` (its metrics registry is then
-    the app's); ``poll`` starts the registry poller while the app runs (its lifespan).
+    the app's); ``poll`` starts the registry poller while the app runs (its lifespan). The
+    lifespan also starts the prediction log writer and, on shutdown, drains it within
+    ``prediction_log_drain_timeout_seconds``.
     """
     settings = settings if settings is not None else Settings()
+    key_ring = KeyRing(settings.api_keys)
+    if not len(key_ring):
+        log.warning("no API keys configured: protected routes answer 401 (titans keys create)")
     if model_store is None:
         model_store = ModelStore(settings, MODEL_KEYS, registry=CollectorRegistry())
     model_store.refresh()
+    registry = model_store.registry
+    serving_metrics = ServingMetrics(registry)
+    api_metrics = ApiMetrics(registry)
+    # the ops store is reached lazily: when it is down the API serves and the writer retries
+    ops_store = Store(settings)
+    prediction_log = PredictionLogWriter.from_settings(ops_store, settings, serving_metrics)
+    ab_testing = ABTestingFramework(settings, ops_store)
+    rate_limiter = make_rate_limiter(settings, serving_metrics)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        prediction_log.start()
         if poll:
             model_store.start_polling()
         try:
             yield
         finally:
             model_store.stop()
+            stats = prediction_log.stop(settings.prediction_log_drain_timeout_seconds)
+            log.info("prediction log drained: %s", stats)
+            close = getattr(rate_limiter, "close", None)
+            if close is not None:
+                close()
 
     app = FastAPI(
         title="Titans prediction API",
@@ -55,13 +82,24 @@ def create_app(
     )
     app.state.settings = settings
     app.state.model_store = model_store
-    app.state.metrics_registry = model_store.registry
+    app.state.metrics_registry = registry
+    app.state.serving_metrics = serving_metrics
+    app.state.api_metrics = api_metrics
+    app.state.key_ring = key_ring
+    app.state.ops_store = ops_store
+    app.state.prediction_log = prediction_log
+    app.state.ab_testing = ab_testing
+    app.state.rate_limiter = rate_limiter
+    app.state.recent_predictions = RecentPredictions(settings.prediction_log_queue_size)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=api_metrics)  # outermost: sees every status
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.include_router(health.router)
     app.include_router(predict.router)
+    app.include_router(feedback.router)
+    app.include_router(metrics.router)
     return app
 
 

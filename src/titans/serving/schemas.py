@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -130,7 +130,8 @@ class ServedBy(BaseModel):
     model_name: str
     version: str
     alias: str
-    arm: Literal["A", "B"] = "A"
+    #: the A/B arm that answered; null when no A/B test runs for the model
+    arm: Literal["A", "B"] | None = None
 
 
 class CategoryResponse(ServedBy):
@@ -188,3 +189,22 @@ class ModelsResponse(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: str
+
+
+class FeedbackRequest(BaseModel):
+    """The actual outcome of an earlier prediction (true category, amount, anomaly, cash flow)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prediction_id: str = Field(
+        min_length=1, max_length=64, description="The prediction_id the API answered with."
+    )
+    actual: dict[str, Any] = Field(
+        description='The outcome, e.g. {"category": "Software"} or {"amount": 59.99}.',
+        max_length=50,
+    )
+
+
+class FeedbackResponse(BaseModel):
+    prediction_id: str
+    status: Literal["stored"]

@@ -7,20 +7,20 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from titans.serving.routes.predict import StoreDep
+from titans.serving.deps import AnyKey, ModelsDep
 from titans.serving.schemas import HealthResponse, ModelsResponse, ReadyResponse
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health", response_model=HealthResponse)
-def health() -> dict[str, str]:
+def health(_: AnyKey) -> dict[str, str]:
     """The process is alive (says nothing about the models)."""
     return {"status": "ok"}
 
 
 @router.get("/ready", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
-def ready(store: StoreDep) -> JSONResponse:
+def ready(store: ModelsDep, _: AnyKey) -> JSONResponse:
     """200 when every configured model is loaded (status degraded if something failed since),
     503 when one is missing; the reasons say what and why."""
     status = store.status()
@@ -34,6 +34,6 @@ def ready(store: StoreDep) -> JSONResponse:
 
 
 @router.get("/models", response_model=ModelsResponse)
-def models(store: StoreDep) -> dict[str, Any]:
+def models(store: ModelsDep, _: AnyKey) -> dict[str, Any]:
     """The model versions serving right now: name, version, alias, loaded at, flavour."""
     return {"models": [m.describe() for m in store.loaded()]}

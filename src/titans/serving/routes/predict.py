@@ -7,17 +7,22 @@ blocks the event loop. Each request takes its LoadedModel once, at its start.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel
 
 from titans.config import MODEL_KEYS, Settings
+from titans.experiments.ab_testing import ABTestingFramework
 from titans.models.inputs import typed_frame
+from titans.serving.deps import ModelsDep, PredictKey, SettingsDep
 from titans.serving.model_store import LoadedModel, ModelStore
+from titans.serving.prediction_log import PredictionLogWriter, PredictionRecord
 from titans.serving.schemas import (
     AmountPrediction,
     AmountResponse,
@@ -49,22 +54,8 @@ BATCH_MODELS: tuple[str, ...] = ("category", "amount", "anomaly")
 router = APIRouter(prefix="/predict", tags=["predict"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (404, 413, 422, 503)
+    code: {"model": ErrorResponse} for code in (401, 403, 404, 413, 422, 429, 503)
 }
-
-
-def get_store(request: Request) -> ModelStore:
-    store: ModelStore = request.app.state.model_store
-    return store
-
-
-def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-StoreDep = Annotated[ModelStore, Depends(get_store)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def _new_id() -> str:
@@ -97,14 +88,83 @@ def _predict(loaded: LoadedModel, transactions: Sequence[Transaction]) -> pd.Dat
         ) from exc
 
 
-def _served_by(loaded: LoadedModel) -> dict[str, str]:
+def _served_by(loaded: LoadedModel, arm: str | None) -> dict[str, Any]:
     return {
         "model": loaded.key,
         "model_name": loaded.name,
         "version": loaded.version,
         "alias": loaded.alias,
-        "arm": "A",
+        "arm": arm,
     }
+
+
+def _arm(request: Request, loaded: LoadedModel, entity_id: str | None) -> str | None:
+    """The A/B arm this request is answered by: None when no test runs for the model.
+
+    The model store loads only the production version, so a request the test assigns to a
+    version that is not loaded (usually B) is answered by the loaded one and recorded as "A".
+    """
+    ab: ABTestingFramework = request.app.state.ab_testing
+    try:
+        assignment = ab.assign({"model_name": loaded.name, "entity_id": entity_id})
+    except Exception as exc:  # routing trouble must never fail a prediction
+        log.warning("A/B routing failed for %s, serving production: %r", loaded.name, exc)
+        return None
+    if assignment is None:
+        return None
+    return assignment.arm if assignment.serve_version == loaded.version else "A"
+
+
+def _score(prediction: BaseModel) -> float | None:
+    """The one number a monitor tracks: class probability, anomaly score or predicted amount."""
+    if isinstance(prediction, CategoryPrediction):
+        return prediction.probability
+    if isinstance(prediction, AnomalyPrediction):
+        return prediction.score
+    if isinstance(prediction, AmountPrediction):
+        return prediction.prediction
+    return None
+
+
+def _record(
+    request: Request,
+    loaded: LoadedModel,
+    arm: str | None,
+    items: Sequence[tuple[str, dict[str, Any], str | None, BaseModel]],
+    latency_ms: float,
+) -> None:
+    """Log each (prediction_id, features, entity_id, prediction) and count it in metrics."""
+    writer: PredictionLogWriter = request.app.state.prediction_log
+    request.state.served_by = (loaded.key, loaded.version)
+    for prediction_id, features, entity_id, prediction in items:
+        writer.log(
+            PredictionRecord(
+                prediction_id=prediction_id,
+                model_name=loaded.name,
+                model_version=loaded.version,
+                alias=loaded.alias,
+                arm=arm,
+                entity_id=entity_id,
+                features=features,
+                prediction=prediction.model_dump(mode="json"),
+                score=_score(prediction),
+                latency_ms=latency_ms,
+            )
+        )
+    recent = request.app.state.recent_predictions
+    recent.add_all(item[0] for item in items)
+    classes = (
+        [p.prediction for *_, p in items if isinstance(p, CategoryPrediction)]
+        if loaded.key == "category"
+        else None
+    )
+    request.app.state.api_metrics.count_predictions(
+        loaded.key, loaded.version, arm, classes, len(items)
+    )
+
+
+def _features(transaction: Transaction) -> dict[str, Any]:
+    return transaction.model_dump(mode="json")
 
 
 def category_predictions(out: pd.DataFrame) -> list[CategoryPrediction]:
@@ -162,59 +222,102 @@ _ROW_CONVERTERS: dict[str, Callable[[pd.DataFrame], Sequence[RowPrediction]]] = 
 }
 
 
-def _one(store: ModelStore, key: str, transaction: Transaction) -> dict[str, Any]:
+def _one(request: Request, store: ModelStore, key: str, transaction: Transaction) -> dict[str, Any]:
+    start = time.perf_counter()
     loaded = _serving(store, key)
+    arm = _arm(request, loaded, transaction.entity_id)
     (prediction,) = _ROW_CONVERTERS[key](_predict(loaded, [transaction]))
-    return {**_served_by(loaded), "prediction_id": _new_id(), "prediction": prediction}
+    prediction_id = _new_id()
+    latency_ms = (time.perf_counter() - start) * 1000.0
+    item = (prediction_id, _features(transaction), transaction.entity_id, prediction)
+    _record(request, loaded, arm, [item], latency_ms)
+    return {**_served_by(loaded, arm), "prediction_id": prediction_id, "prediction": prediction}
 
 
 @router.post("/category", response_model=CategoryResponse, responses=_ERRORS)
-def predict_category(transaction: Transaction, store: StoreDep) -> dict[str, Any]:
+def predict_category(
+    request: Request, transaction: Transaction, store: ModelsDep, _: PredictKey
+) -> dict[str, Any]:
     """Expense category of one transaction, with its probability and the top classes."""
-    return _one(store, "category", transaction)
+    return _one(request, store, "category", transaction)
 
 
 @router.post("/amount", response_model=AmountResponse, responses=_ERRORS)
-def predict_amount(transaction: Transaction, store: StoreDep) -> dict[str, Any]:
+def predict_amount(
+    request: Request, transaction: Transaction, store: ModelsDep, _: PredictKey
+) -> dict[str, Any]:
     """Expected absolute amount of one transaction, with an 80% interval."""
-    return _one(store, "amount", transaction)
+    return _one(request, store, "amount", transaction)
 
 
 @router.post("/anomaly", response_model=AnomalyResponse, responses=_ERRORS)
-def predict_anomaly(transaction: Transaction, store: StoreDep) -> dict[str, Any]:
+def predict_anomaly(
+    request: Request, transaction: Transaction, store: ModelsDep, _: PredictKey
+) -> dict[str, Any]:
     """Anomaly score of one transaction and whether it crosses the alert threshold."""
-    return _one(store, "anomaly", transaction)
+    return _one(request, store, "anomaly", transaction)
 
 
 @router.post("/cashflow", response_model=CashflowResponse, responses=_ERRORS)
 def predict_cashflow(
-    body: CashflowRequest, store: StoreDep, settings: SettingsDep
+    request: Request,
+    body: CashflowRequest,
+    store: ModelsDep,
+    settings: SettingsDep,
+    _: PredictKey,
 ) -> dict[str, Any]:
     """Daily net cash flow for the model's horizon after the latest day of ``history``."""
+    start = time.perf_counter()
     _check_size("history", len(body.history), settings)
     loaded = _serving(store, "cashflow")
+    entity_id = next((t.entity_id for t in body.history if t.entity_id), None)
+    arm = _arm(request, loaded, entity_id)
     forecast = cashflow_forecast(_predict(loaded, body.history))
-    return {**_served_by(loaded), "prediction_id": _new_id(), "prediction": forecast}
+    prediction_id = _new_id()
+    features = {"history": [_features(t) for t in body.history]}
+    latency_ms = (time.perf_counter() - start) * 1000.0
+    _record(request, loaded, arm, [(prediction_id, features, entity_id, forecast)], latency_ms)
+    return {**_served_by(loaded, arm), "prediction_id": prediction_id, "prediction": forecast}
 
 
 @router.post("/batch", response_model=BatchResponse, responses=_ERRORS)
-def predict_batch(body: BatchRequest, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
+def predict_batch(
+    request: Request,
+    body: BatchRequest,
+    store: ModelsDep,
+    settings: SettingsDep,
+    _: PredictKey,
+) -> dict[str, Any]:
     """Predictions for up to max_batch_size transactions, in the order they were sent."""
+    start = time.perf_counter()
     if body.model == "cashflow":
         raise HTTPException(
             422, "model: cashflow is not served in batches; POST the history to /predict/cashflow"
         )
     loaded = _serving(store, body.model)
     _check_size("transactions", len(body.transactions), settings)
+    # one arm for the whole batch: the first transaction with an entity id decides it
+    entity_id = next((t.entity_id for t in body.transactions if t.entity_id), None)
+    arm = _arm(request, loaded, entity_id)
     rows = _ROW_CONVERTERS[body.model](_predict(loaded, body.transactions))
+    ids = [_new_id() for _ in rows]
+    # each item's latency is its share of the batch's
+    latency_ms = (time.perf_counter() - start) * 1000.0 / max(len(rows), 1)
+    items = [
+        (pid, _features(t), t.entity_id, p)
+        for pid, t, p in zip(ids, body.transactions, rows, strict=True)
+    ]
+    _record(request, loaded, arm, items, latency_ms)
     return {
-        **_served_by(loaded),
-        "predictions": [BatchItem(prediction_id=_new_id(), prediction=p) for p in rows],
+        **_served_by(loaded, arm),
+        "predictions": [
+            BatchItem(prediction_id=i, prediction=p) for i, p in zip(ids, rows, strict=True)
+        ],
     }
 
 
 @router.post("/{model}", responses=_ERRORS, include_in_schema=False)
-def predict_unknown(model: str) -> None:
+def predict_unknown(model: str, _: PredictKey) -> None:
     """Any other model name: 404 listing the known ones."""
     raise HTTPException(404, f"unknown model {model!r}; choose one of: {', '.join(MODEL_KEYS)}")
 
