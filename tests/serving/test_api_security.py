@@ -11,35 +11,13 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from _support.serving import TRANSACTION, bearer, serving_settings, train_and_promote_all
 from titans.cli import _register_groups
 from titans.cli import app as cli_app
 from titans.config import ApiKey, Settings
-from titans.data.synth import generate
-from titans.governance.governance import ModelGovernanceManager
-from titans.models.train import train_models
-from titans.registry.registry_manager import ModelRegistryManager
 from titans.serving.app import create_app
 from titans.serving.auth import generate_api_key, hash_key
 
-NEVER_AUTO = "version: 1\ndefault:\n  auto_approve:\n    enabled: false\n"
-RELAXED = {
-    "primary_floor": None,
-    "min_margin_over_baseline": 0.0,
-    "champion_tolerance": 100.0,
-    "max_fairness_gap": 1.0,
-    "max_flip_rate": 1.0,
-    "max_relative_change": 100.0,
-}
-TRANSACTION: dict[str, Any] = {
-    "date": "2024-05-02",
-    "type": "Expense",
-    "description": "Adobe Creative Cloud subscription",
-    "amount": -59.99,
-    "payment_method": "Credit Card",
-    "reference": "INV-1",
-    "status": "Completed",
-    "entity_id": "customer-7",
-}
 PREDICT_RAW, PREDICT_KEY = generate_api_key("svc", ["predict"])
 ADMIN_RAW, ADMIN_KEY = generate_api_key("ops", ["admin"])
 OTHER_RAW, OTHER_KEY = generate_api_key("svc2", ["predict"])
@@ -55,44 +33,17 @@ PROTECTED: list[tuple[str, str, dict[str, Any] | None]] = [
 ]
 
 
-def _bearer(raw: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {raw}"}
-
-
 def _settings(home: Path, **overrides: Any) -> Settings:
-    from titans.config import GovernanceIdentity, ValidationSettings
-
-    policy = home / "policy.yaml"
-    policy.write_text(NEVER_AUTO, encoding="utf-8")
-    overrides.setdefault("api_keys", [PREDICT_KEY, ADMIN_KEY, OTHER_KEY])
-    return Settings(
-        home=home,
-        governance_policy_path=policy,
-        governance_identities=[
-            GovernanceIdentity(name="ann", roles=["requester"]),
-            GovernanceIdentity(name="bob", roles=["approver"]),
-        ],
-        validation=ValidationSettings.model_validate(
-            {key: RELAXED for key in ("category", "amount", "anomaly", "cashflow")}
-        ),
-        model_poll_seconds=0,
-        prediction_log_flush_seconds=0.05,
-        **overrides,
-    )
+    api_keys = overrides.pop("api_keys", [PREDICT_KEY, ADMIN_KEY, OTHER_KEY])
+    overrides.setdefault("prediction_log_flush_seconds", 0.05)
+    return serving_settings(home, api_keys, model_poll_seconds=0, **overrides)
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry with version 1 of every model in production."""
     home = tmp_path_factory.mktemp("api-security")
-    settings = _settings(home)
-    results = train_models(generate(2_000, seed=3), seed=3, settings=settings)
-    manager = ModelRegistryManager(settings)
-    governance = ModelGovernanceManager(settings, manager.store)
-    for result in results:
-        request_id = governance.request_model_approval(result.registry_uri, "test", "ann")
-        governance.approve(request_id, "bob", "ok")
-        assert manager.promote_model(result.registered_name, result.version, "production")
+    train_and_promote_all(_settings(home), rows=2_000, seed=3)
     return home
 
 
@@ -112,7 +63,7 @@ def _call(client: TestClient, method: str, path: str, body: Any, headers: dict[s
 def test_every_route_answers_a_valid_predict_key(
     client: TestClient, method: str, path: str, body: Any
 ) -> None:
-    response = _call(client, method, path, body, _bearer(PREDICT_RAW))
+    response = _call(client, method, path, body, bearer(PREDICT_RAW))
     # the feedback id is unknown: authenticated and authorized, then a 404
     assert response.status_code == (404 if path == "/feedback" else 200), response.text
 
@@ -120,7 +71,7 @@ def test_every_route_answers_a_valid_predict_key(
 @pytest.mark.parametrize(("method", "path", "body"), PROTECTED)
 @pytest.mark.parametrize(
     "headers",
-    [{}, _bearer("titans_not-a-real-key"), {"Authorization": f"Basic {PREDICT_RAW}"}],
+    [{}, bearer("titans_not-a-real-key"), {"Authorization": f"Basic {PREDICT_RAW}"}],
     ids=["missing", "invalid", "not-bearer"],
 )
 def test_no_valid_key_is_a_401_with_a_bearer_challenge(
@@ -135,7 +86,7 @@ def test_no_valid_key_is_a_401_with_a_bearer_challenge(
 @pytest.mark.parametrize("path", ["/predict/category", "/feedback"])
 def test_a_key_without_the_predict_role_is_a_403(client: TestClient, path: str) -> None:
     body = TRANSACTION if path != "/feedback" else {"prediction_id": "x", "actual": {}}
-    response = client.post(path, json=body, headers=_bearer(ADMIN_RAW))
+    response = client.post(path, json=body, headers=bearer(ADMIN_RAW))
     assert response.status_code == 403
     assert "lacks the role 'predict'" in response.json()["detail"]
 
@@ -150,12 +101,12 @@ def test_open_routes_are_configurable(home: Path) -> None:
     with TestClient(app) as client:
         assert client.get("/health").status_code == 200
         assert client.get("/metrics").status_code == 401
-        assert client.get("/metrics", headers=_bearer(ADMIN_RAW)).status_code == 200
+        assert client.get("/metrics", headers=bearer(ADMIN_RAW)).status_code == 200
 
 
 def test_without_configured_keys_protected_routes_say_how_to_create_one(home: Path) -> None:
     with TestClient(create_app(_settings(home, api_keys=[]), poll=False)) as client:
-        response = client.post("/predict/amount", json=TRANSACTION, headers=_bearer(PREDICT_RAW))
+        response = client.post("/predict/amount", json=TRANSACTION, headers=bearer(PREDICT_RAW))
         assert response.status_code == 401
         assert "titans keys create" in response.json()["detail"]
         assert client.get("/health").status_code == 200
@@ -165,7 +116,7 @@ def test_over_the_burst_a_key_gets_429_with_retry_after(home: Path) -> None:
     settings = _settings(home, rate_limit_burst=3, rate_limit_per_second=0.01)
     with TestClient(create_app(settings, poll=False)) as client:
         codes = [
-            client.post("/predict/amount", json=TRANSACTION, headers=_bearer(PREDICT_RAW))
+            client.post("/predict/amount", json=TRANSACTION, headers=bearer(PREDICT_RAW))
             for _ in range(4)
         ]
         assert [r.status_code for r in codes] == [200, 200, 200, 429]
@@ -175,9 +126,9 @@ def test_over_the_burst_a_key_gets_429_with_retry_after(home: Path) -> None:
         # feedback spends from the same bucket; another key has its own
         feedback = {"prediction_id": "0" * 32, "actual": {"amount": 1.0}}
         assert (
-            client.post("/feedback", json=feedback, headers=_bearer(PREDICT_RAW)).status_code == 429
+            client.post("/feedback", json=feedback, headers=bearer(PREDICT_RAW)).status_code == 429
         )
-        other = client.post("/predict/amount", json=TRANSACTION, headers=_bearer(OTHER_RAW))
+        other = client.post("/predict/amount", json=TRANSACTION, headers=bearer(OTHER_RAW))
         assert other.status_code == 200
         # open routes are not limited
         assert client.get("/health").status_code == 200
@@ -198,7 +149,7 @@ def test_keys_create_prints_the_raw_key_once_and_an_entry_holding_only_its_hash(
     assert entry == {"name": "billing", "key_sha256": hash_key(raw), "roles": ["predict"]}
     settings = _settings(home, api_keys=[ApiKey.model_validate(entry)])
     with TestClient(create_app(settings, poll=False)) as client:
-        response = client.post("/predict/amount", json=TRANSACTION, headers=_bearer(raw))
+        response = client.post("/predict/amount", json=TRANSACTION, headers=bearer(raw))
         assert response.status_code == 200
 
 
@@ -216,9 +167,9 @@ def test_with_redis_the_limit_is_shared_by_two_app_instances(home: Path) -> None
     first, second = create_app(settings, poll=False), create_app(settings, poll=False)
     with TestClient(first) as one, TestClient(second) as two:
         codes = [
-            c.post("/predict/amount", json=TRANSACTION, headers=_bearer(raw)).status_code
+            c.post("/predict/amount", json=TRANSACTION, headers=bearer(raw)).status_code
             for c in (one, two, one)
         ]
-        refused = two.post("/predict/amount", json=TRANSACTION, headers=_bearer(raw))
+        refused = two.post("/predict/amount", json=TRANSACTION, headers=bearer(raw))
     assert codes == [200, 200, 429]
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1

@@ -6,9 +6,7 @@ changes the registry works on its own copy of the registry database.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -16,90 +14,37 @@ import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
-from titans.config import MODEL_KEYS, GovernanceIdentity, Settings, ValidationSettings
-from titans.data.synth import generate
-from titans.governance.governance import ModelGovernanceManager
-from titans.models.train import train_models
-from titans.registry.registry_manager import ModelRegistryManager
+from _support.serving import TRANSACTION, copy_registry, serving_settings, train_and_promote_all
+from titans.config import MODEL_KEYS, Settings
 from titans.serving.app import create_app
 from titans.serving.auth import generate_api_key
-
-NEVER_AUTO = "version: 1\ndefault:\n  auto_approve:\n    enabled: false\n"
-#: gates loose enough for 3,000-row models; promotion still runs every gate
-RELAXED = {
-    "primary_floor": None,
-    "min_margin_over_baseline": 0.0,
-    "champion_tolerance": 100.0,
-    "max_fairness_gap": 1.0,
-    "max_flip_rate": 1.0,
-    "max_relative_change": 100.0,
-}
-TRANSACTION: dict[str, Any] = {
-    "date": "2024-05-02",
-    "type": "Expense",
-    "description": "Adobe Creative Cloud subscription",
-    "amount": -59.99,
-    "payment_method": "Credit Card",
-    "reference": "INV-1",
-    "status": "Completed",
-    "entity_id": "customer-7",
-}
-
 
 #: a key with every role, sent by every test client of this module
 RAW_KEY, API_KEY = generate_api_key("tests", ["predict", "admin"])
 AUTH = {"Authorization": f"Bearer {RAW_KEY}"}
 
 
-def serving_settings(home: Path, **overrides: Any) -> Settings:
-    """Settings whose promotions need a person's approval (ann asks, bob approves), with the
-    module's API key configured (``api_keys`` in ``overrides`` replaces it)."""
-    policy = home / "policy.yaml"
-    policy.write_text(NEVER_AUTO, encoding="utf-8")
-    overrides.setdefault("api_keys", [API_KEY])
-    return Settings(
-        home=home,
-        governance_policy_path=policy,
-        governance_identities=[
-            GovernanceIdentity(name="ann", roles=["requester"]),
-            GovernanceIdentity(name="bob", roles=["approver"]),
-        ],
-        validation=ValidationSettings.model_validate({key: RELAXED for key in MODEL_KEYS}),
-        **overrides,
-    )
+def _settings(home: Path, **overrides: Any) -> Settings:
+    """Shared serving settings with this module's key (``api_keys`` in overrides replaces it)."""
+    return serving_settings(home, overrides.pop("api_keys", [API_KEY]), **overrides)
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry with version 1 of every model in production."""
     home = tmp_path_factory.mktemp("serving-app")
-    settings = serving_settings(home)
-    results = train_models(generate(3_000, seed=1), seed=1, settings=settings)
-    manager = ModelRegistryManager(settings)
-    governance = ModelGovernanceManager(settings, manager.store)
-    for result in results:
-        request_id = governance.request_model_approval(result.registry_uri, "test", "ann")
-        governance.approve(request_id, "bob", "ok")
-        promoted = manager.promote_model(result.registered_name, result.version, "production")
-        assert promoted, manager.last_refusal
+    train_and_promote_all(_settings(home), rows=3_000, seed=1)
     return home
 
 
 @pytest.fixture(scope="module")
 def client(home: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(serving_settings(home)), headers=AUTH) as test_client:
+    with TestClient(create_app(_settings(home)), headers=AUTH) as test_client:
         yield test_client
 
 
 def _copy(home: Path, tmp_path: Path) -> Path:
-    copy_home = tmp_path / "home"
-    copy_home.mkdir()
-    with (
-        closing(sqlite3.connect(home / "mlflow.db")) as source,
-        closing(sqlite3.connect(copy_home / "mlflow.db")) as copy,
-    ):
-        source.backup(copy)
-    return copy_home
+    return copy_registry(home, tmp_path / "home")
 
 
 def _batch(model: str, count: int) -> dict[str, Any]:
@@ -187,9 +132,7 @@ def test_batch_predictions_come_back_in_the_order_sent(client: TestClient) -> No
 
 
 def test_a_batch_over_the_limit_is_refused(home: Path) -> None:
-    client = TestClient(
-        create_app(serving_settings(home, max_batch_size=3), poll=False), headers=AUTH
-    )
+    client = TestClient(create_app(_settings(home, max_batch_size=3), poll=False), headers=AUTH)
     ok = client.post("/predict/batch", json=_batch("amount", 3))
     assert ok.status_code == 200 and len(ok.json()["predictions"]) == 3
     over = client.post(
@@ -265,9 +208,7 @@ def test_malformed_json_is_a_422(client: TestClient) -> None:
 
 
 def test_an_oversize_body_is_a_413_by_header_and_when_streamed(home: Path) -> None:
-    client = TestClient(
-        create_app(serving_settings(home, max_body_bytes=2_048), poll=False), headers=AUTH
-    )
+    client = TestClient(create_app(_settings(home, max_body_bytes=2_048), poll=False), headers=AUTH)
     big = {"model": "amount", "transactions": [TRANSACTION] * 20}
     declared = client.post("/predict/batch", json=big)
     assert declared.status_code == 413
@@ -323,7 +264,7 @@ def test_health_ready_and_models_when_everything_is_loaded(client: TestClient) -
 def test_a_model_without_production_alias_makes_ready_503_and_its_route_503(
     home: Path, tmp_path: Path
 ) -> None:
-    settings = serving_settings(_copy(home, tmp_path))
+    settings = _settings(_copy(home, tmp_path))
     registry = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
     registry.delete_registered_model_alias("titans-cashflow", "production")
     client = TestClient(create_app(settings, poll=False), headers=AUTH)

@@ -10,72 +10,28 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from titans.config import GovernanceIdentity, Settings, ValidationSettings
-from titans.data.synth import generate
+from _support.serving import TRANSACTION, serving_settings, train_and_promote_all
+from titans.config import Settings
 from titans.experiments.ab_testing import ABTestingFramework
-from titans.governance.governance import ModelGovernanceManager
-from titans.models.train import train_models
-from titans.registry.registry_manager import ModelRegistryManager
 from titans.serving.app import create_app
 from titans.serving.auth import generate_api_key
 from titans.store import Store
 from titans.store.models import Feedback, Prediction
 
-NEVER_AUTO = "version: 1\ndefault:\n  auto_approve:\n    enabled: false\n"
-RELAXED = {
-    "primary_floor": None,
-    "min_margin_over_baseline": 0.0,
-    "champion_tolerance": 100.0,
-    "max_fairness_gap": 1.0,
-    "max_flip_rate": 1.0,
-    "max_relative_change": 100.0,
-}
-TRANSACTION: dict[str, Any] = {
-    "date": "2024-05-02",
-    "type": "Expense",
-    "description": "Adobe Creative Cloud subscription",
-    "amount": -59.99,
-    "payment_method": "Credit Card",
-    "reference": "INV-1",
-    "status": "Completed",
-    "entity_id": "customer-7",
-}
 RAW, KEY = generate_api_key("svc", ["predict"])
 AUTH = {"Authorization": f"Bearer {RAW}"}
 
 
 def _settings(home: Path, **overrides: Any) -> Settings:
-    policy = home / "policy.yaml"
-    policy.write_text(NEVER_AUTO, encoding="utf-8")
     overrides.setdefault("prediction_log_flush_seconds", 0.05)
-    return Settings(
-        home=home,
-        governance_policy_path=policy,
-        governance_identities=[
-            GovernanceIdentity(name="ann", roles=["requester"]),
-            GovernanceIdentity(name="bob", roles=["approver"]),
-        ],
-        validation=ValidationSettings.model_validate(
-            {key: RELAXED for key in ("category", "amount", "anomaly", "cashflow")}
-        ),
-        api_keys=[KEY],
-        model_poll_seconds=0,
-        **overrides,
-    )
+    return serving_settings(home, [KEY], model_poll_seconds=0, **overrides)
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry with version 1 of every model in production."""
     home = tmp_path_factory.mktemp("feedback-metrics")
-    settings = _settings(home)
-    results = train_models(generate(2_000, seed=5), seed=5, settings=settings)
-    manager = ModelRegistryManager(settings)
-    governance = ModelGovernanceManager(settings, manager.store)
-    for result in results:
-        request_id = governance.request_model_approval(result.registry_uri, "test", "ann")
-        governance.approve(request_id, "bob", "ok")
-        assert manager.promote_model(result.registered_name, result.version, "production")
+    train_and_promote_all(_settings(home), rows=2_000, seed=5)
     return home
 
 

@@ -7,10 +7,8 @@ works on its own copy of that registry database and its own ops store.
 from __future__ import annotations
 
 import socket
-import sqlite3
 import tempfile
 import time
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,66 +18,25 @@ import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
-from titans.config import MODEL_KEYS, GovernanceIdentity, Settings, ValidationSettings
+from _support.serving import TRANSACTION, copy_registry, promote, serving_settings
+from titans.config import Settings
 from titans.data.synth import generate
-from titans.governance.governance import ModelGovernanceManager
 from titans.models.base import TrainedModel
 from titans.models.inputs import typed_frame
 from titans.models.pyfunc import TRAINED_MODEL_ARTIFACT, TitansPyfuncModel, save_trained
 from titans.models.train import configure_mlflow, ensure_experiment, train_models
-from titans.registry.registry_manager import ModelRegistryManager
 from titans.serving.app import create_app
 from titans.serving.auth import generate_api_key
 from titans.serving.model_store import ModelStore
 
 NAME = "titans-amount"
-NEVER_AUTO = "version: 1\ndefault:\n  auto_approve:\n    enabled: false\n"
-#: gates loose enough for 3,000-row models; promotion still runs every gate
-RELAXED = {
-    "primary_floor": None,
-    "min_margin_over_baseline": 0.0,
-    "champion_tolerance": 100.0,
-    "max_fairness_gap": 1.0,
-    "max_flip_rate": 1.0,
-    "max_relative_change": 100.0,
-}
-TRANSACTION = {
-    "date": "2024-05-02",
-    "type": "Expense",
-    "description": "Adobe Creative Cloud subscription",
-    "amount": -59.99,
-    "payment_method": "Credit Card",
-    "reference": "INV-1",
-    "status": "Completed",
-}
 #: the API answers only requests with a valid key (roles predict)
 RAW_KEY, API_KEY = generate_api_key("tests", ["predict"])
 AUTH = {"Authorization": f"Bearer {RAW_KEY}"}
 
 
-def serving_settings(home: Path) -> Settings:
-    """Settings whose promotions need a person's approval (ann asks, bob approves)."""
-    policy = home / "policy.yaml"
-    policy.write_text(NEVER_AUTO, encoding="utf-8")
-    return Settings(
-        home=home,
-        governance_policy_path=policy,
-        governance_identities=[
-            GovernanceIdentity(name="ann", roles=["requester"]),
-            GovernanceIdentity(name="bob", roles=["approver"]),
-        ],
-        validation=ValidationSettings.model_validate({key: RELAXED for key in MODEL_KEYS}),
-        api_keys=[API_KEY],
-    )
-
-
-def promote(settings: Settings, name: str, version: str) -> None:
-    """Promote through every gate of ModelRegistryManager, approved by a person."""
-    manager = ModelRegistryManager(settings)
-    governance = ModelGovernanceManager(settings, manager.store)
-    request_id = governance.request_model_approval(f"models:/{name}/{version}", "test", "ann")
-    governance.approve(request_id, "bob", "ok")
-    assert manager.promote_model(name, version, "production", actor="ann"), manager.last_refusal
+def _settings(home: Path) -> Settings:
+    return serving_settings(home, [API_KEY])
 
 
 @dataclass
@@ -91,7 +48,7 @@ class Template:
 def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     """titans-amount versions 1 (in production) and 2 (not promoted)."""
     home = tmp_path_factory.mktemp("serving-store")
-    settings = serving_settings(home)
+    settings = _settings(home)
     train_models(generate(3_000, seed=1), models=["amount"], seed=1, settings=settings)
     train_models(generate(3_000, seed=1), models=["amount"], seed=2, settings=settings)
     promote(settings, NAME, "1")
@@ -101,14 +58,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
 @pytest.fixture
 def settings_(template: Template, tmp_path: Path) -> Settings:
     """Settings on a fresh copy of the template registry (artifacts shared, read-only)."""
-    home = tmp_path / "home"
-    home.mkdir()
-    with (
-        closing(sqlite3.connect(template.home / "mlflow.db")) as source,
-        closing(sqlite3.connect(home / "mlflow.db")) as copy,
-    ):
-        source.backup(copy)
-    return serving_settings(home)
+    return _settings(copy_registry(template.home, tmp_path / "home"))
 
 
 def _client(settings: Settings) -> MlflowClient:
