@@ -250,7 +250,7 @@ class ABTestingFramework:
         self.store = store if store is not None else Store(settings)
         self.audit = AuditLogger(self.store)
         # per-request split of id-less requests; seeded per instance when asked (tests)
-        self._rng = random.Random(seed if seed is not None else secrets.randbits(64))
+        self._rng = random.Random(seed if seed is not None else secrets.randbits(64))  # nosec B311
         self._routes: dict[str, _Route] = {}
         self._routes_loaded_at: float | None = None
         self._routes_lock = threading.Lock()
