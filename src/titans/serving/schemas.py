@@ -208,3 +208,101 @@ class FeedbackRequest(BaseModel):
 class FeedbackResponse(BaseModel):
     prediction_id: str
     status: Literal["stored"]
+
+
+# ---------------------------------------------------------------- admin and approvals
+
+_VERSION = r"^[1-9][0-9]{0,9}$"
+_MODEL = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
+
+
+class PromoteRequest(BaseModel):
+    """Move a stage alias to a version: ``model`` is a key (``category``) or registered name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(pattern=_MODEL, description="Model key (category) or registered name.")
+    version: str = Field(pattern=_VERSION, description="Registered version number.")
+    stage: Literal["staging", "production"] = "production"
+
+
+class RollbackRequest(BaseModel):
+    """Point ``production`` back at an earlier version that passed validation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(pattern=_MODEL, description="Model key (category) or registered name.")
+    version: str = Field(pattern=_VERSION, description="The version production returns to.")
+    reason: str = Field(min_length=1, max_length=1_000, description="Why (audited).")
+
+
+class RegistryActionResponse(BaseModel):
+    model: str
+    version: str
+    stage: str
+    alias_version: str | None
+    reload: dict[str, str]
+
+
+class RefusalResponse(BaseModel):
+    """A promotion or rollback a gate refused (HTTP 409)."""
+
+    detail: str
+    gate: str
+    reason: str
+
+
+class ABTestRequest(BaseModel):
+    """Start an A/B (or shadow) test between two versions of one model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+    model: str = Field(pattern=_MODEL, description="Model key (category) or registered name.")
+    version_a: str = Field(pattern=_VERSION)
+    version_b: str = Field(pattern=_VERSION)
+    traffic_split: float = Field(gt=0.0, lt=1.0, description="Share of traffic sent to B.")
+    mode: Literal["split", "shadow"] = "split"
+
+
+class StopRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=1_000)
+
+
+class ABTestInfo(BaseModel):
+    name: str
+    model: str
+    version_a: str
+    version_b: str
+    traffic_split: float
+    mode: str
+    status: str
+
+
+class ReloadResponse(BaseModel):
+    reload: dict[str, str]
+
+
+class DecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str = Field(default="", max_length=2_000)
+
+
+class ApprovalInfo(BaseModel):
+    id: str
+    model_name: str
+    model_version: str
+    requester: str
+    justification: str
+    status: str
+    created_at: str
+    expires_at: str
+    decided_by: str | None = None
+    comment: str | None = None
+
+
+class PendingResponse(BaseModel):
+    pending: list[ApprovalInfo]
