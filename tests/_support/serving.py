@@ -44,6 +44,13 @@ def bearer(raw_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {raw_key}"}
 
 
+def call(client: Any, method: str, path: str, body: Any, headers: dict[str, str]) -> Any:
+    """One request through a TestClient: GET without a body, POST with a JSON body."""
+    if method == "get":
+        return client.get(path, headers=headers)
+    return client.post(path, json=body, headers=headers)
+
+
 def serving_settings(home: Path, api_keys: list[ApiKey], **overrides: Any) -> Settings:
     """Settings under ``home`` with the human-approval policy, relaxed gates and these keys."""
     policy = home / "policy.yaml"

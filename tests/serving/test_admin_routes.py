@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from _support.serving import bearer, serving_settings, train_and_promote_all
+from _support.serving import bearer, call, serving_settings, train_and_promote_all
 from titans.config import Settings
 from titans.governance.audit import AuditLogger
 from titans.governance.governance import ModelGovernanceManager
@@ -72,12 +72,6 @@ def client(home: Path) -> Any:
         yield test_client
 
 
-def _call(client: TestClient, method: str, path: str, body: Any, headers: dict[str, str]) -> Any:
-    if method == "get":
-        return client.get(path, headers=headers)
-    return client.post(path, json=body, headers=headers)
-
-
 def _serving_version(client: TestClient, model: str) -> str:
     listed = client.get("/models", headers=bearer(PREDICT_RAW)).json()["models"]
     return next(m["version"] for m in listed if m["model"] == model)
@@ -91,13 +85,13 @@ def _audit(home: Path) -> list[Any]:
 def test_admin_and_approval_routes_refuse_missing_keys_and_wrong_roles(
     client: TestClient, method: str, path: str, body: Any
 ) -> None:
-    missing = _call(client, method, path, body, {})
+    missing = call(client, method, path, body, {})
     assert missing.status_code == 401, missing.text
-    wrong = _call(client, method, path, body, bearer(PREDICT_RAW))
+    wrong = call(client, method, path, body, bearer(PREDICT_RAW))
     assert wrong.status_code == 403, wrong.text
     assert "lacks the role" in wrong.json()["detail"]
     other = ADMIN_RAW if path.startswith("/approvals") else CAROL_RAW
-    assert _call(client, method, path, body, bearer(other)).status_code == 403
+    assert call(client, method, path, body, bearer(other)).status_code == 403
 
 
 def test_reload_reports_every_model(client: TestClient) -> None:

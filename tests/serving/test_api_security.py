@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from _support.serving import TRANSACTION, bearer, serving_settings, train_and_promote_all
+from _support.serving import TRANSACTION, bearer, call, serving_settings, train_and_promote_all
 from titans.cli import _register_groups
 from titans.cli import app as cli_app
 from titans.config import ApiKey, Settings
@@ -53,17 +53,11 @@ def client(home: Path) -> Any:
         yield test_client
 
 
-def _call(client: TestClient, method: str, path: str, body: Any, headers: dict[str, str]) -> Any:
-    if method == "get":
-        return client.get(path, headers=headers)
-    return client.post(path, json=body, headers=headers)
-
-
 @pytest.mark.parametrize(("method", "path", "body"), PROTECTED)
 def test_every_route_answers_a_valid_predict_key(
     client: TestClient, method: str, path: str, body: Any
 ) -> None:
-    response = _call(client, method, path, body, bearer(PREDICT_RAW))
+    response = call(client, method, path, body, bearer(PREDICT_RAW))
     # the feedback id is unknown: authenticated and authorized, then a 404
     assert response.status_code == (404 if path == "/feedback" else 200), response.text
 
@@ -77,7 +71,7 @@ def test_every_route_answers_a_valid_predict_key(
 def test_no_valid_key_is_a_401_with_a_bearer_challenge(
     client: TestClient, method: str, path: str, body: Any, headers: dict[str, str]
 ) -> None:
-    response = _call(client, method, path, body, headers)
+    response = call(client, method, path, body, headers)
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == "Bearer"
     assert "Authorization: Bearer" in response.json()["detail"]

@@ -77,15 +77,8 @@ def promote(
     """Promote a version through every gate; 409 with the refusing gate, 404 unknown version."""
     name = registered(settings, body.model)
     manager = ModelRegistryManager(settings, store)
-    if not manager.promote_model(name, body.version, body.stage, actor=actor_of(identity)):
-        return _refused(manager.last_refusal)
-    return {
-        "model": name,
-        "version": body.version,
-        "stage": body.stage,
-        "alias_version": manager.get_alias_version(name, body.stage),
-        "reload": models.refresh(),
-    }
+    moved = manager.promote_model(name, body.version, body.stage, actor=actor_of(identity))
+    return _moved_or_refused(moved, manager, models, name, body.version, body.stage)
 
 
 @router.post(
@@ -103,13 +96,26 @@ def rollback(
     """Point production back at a validated version; 409 with the refusing gate."""
     name = registered(settings, body.model)
     manager = ModelRegistryManager(settings, store)
-    if not manager.rollback_model(name, body.version, actor_of(identity), body.reason):
+    moved = manager.rollback_model(name, body.version, actor_of(identity), body.reason)
+    return _moved_or_refused(moved, manager, models, name, body.version, "production")
+
+
+def _moved_or_refused(
+    moved: bool,
+    manager: ModelRegistryManager,
+    models: Any,
+    name: str,
+    version: str,
+    stage: str,
+) -> Any:
+    """409 with the refusing gate, or where the alias now points after a store refresh."""
+    if not moved:
         return _refused(manager.last_refusal)
     return {
         "model": name,
-        "version": body.version,
-        "stage": "production",
-        "alias_version": manager.get_alias_version(name, "production"),
+        "version": version,
+        "stage": stage,
+        "alias_version": manager.get_alias_version(name, stage),
         "reload": models.refresh(),
     }
 
