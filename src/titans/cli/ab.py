@@ -99,7 +99,11 @@ def create_cmd(
     ),
     version_a: str = typer.Option(..., "--a", help="Version of A, the champion."),
     version_b: str = typer.Option(..., "--b", help="Version of B, the challenger."),
-    split: float = typer.Option(0.1, "--split", help="Share of traffic to B, in (0, 1)."),
+    split: float = typer.Option(
+        0.1,
+        "--split",
+        help="Share of traffic to B, in (0, 1); with --shadow, the share B also scores (up to 1).",
+    ),
     shadow: bool = typer.Option(
         False, "--shadow", help="Shadow mode: clients always get A; B also scores that share."
     ),

@@ -286,10 +286,14 @@ class ABTestingFramework:
             split = float(traffic_split)
         except (TypeError, ValueError) as exc:
             raise InputError(f"traffic split {traffic_split!r} is not a number") from exc
-        if not 0.0 < split < 1.0:
-            raise InputError(f"traffic split {split} must be strictly between 0 and 1 (share to B)")
         if mode not in ("split", "shadow"):
             raise InputError(f"mode {mode!r} must be 'split' or 'shadow'")
+        if mode == "shadow" and not 0.0 < split <= 1.0:
+            raise InputError(
+                f"traffic split {split} must be above 0 and at most 1 (share B also scores)"
+            )
+        if mode == "split" and not 0.0 < split < 1.0:
+            raise InputError(f"traffic split {split} must be strictly between 0 and 1 (share to B)")
         test = ABTest(
             name=test_name,
             model_name=name_a,
@@ -441,6 +445,13 @@ class ABTestingFramework:
         """Name of the running test for ``model_name`` as the router currently sees it."""
         route = self._current_routes().get(_registered_name(model_name, self.settings))
         return None if route is None else route.test_name
+
+    def versions_in_tests(self) -> dict[str, set[str]]:
+        """Registered name -> both arms' versions of its running test (what the API must hold)."""
+        return {
+            name: {route.version_a, route.version_b}
+            for name, route in self._current_routes().items()
+        }
 
     def assign(self, request: Mapping[str, Any]) -> Assignment | None:
         """The arm, the version to serve and any shadow version for one request; None when no

@@ -47,16 +47,19 @@ def create_app(
     key_ring = KeyRing(settings.api_keys)
     if not len(key_ring):
         log.warning("no API keys configured: protected routes answer 401 (titans keys create)")
+    # the ops store is reached lazily: when it is down the API serves and the writer retries
+    ops_store = Store(settings)
+    ab_testing = ABTestingFramework(settings, ops_store)
     if model_store is None:
         model_store = ModelStore(settings, MODEL_KEYS, registry=CollectorRegistry())
+    if model_store.wanted_versions is None:
+        # hold the versions running A/B tests route to, beside production
+        model_store.wanted_versions = ab_testing.versions_in_tests
     model_store.refresh()
     registry = model_store.registry
     serving_metrics = ServingMetrics(registry)
     api_metrics = ApiMetrics(registry)
-    # the ops store is reached lazily: when it is down the API serves and the writer retries
-    ops_store = Store(settings)
     prediction_log = PredictionLogWriter.from_settings(ops_store, settings, serving_metrics)
-    ab_testing = ABTestingFramework(settings, ops_store)
     rate_limiter = make_rate_limiter(settings, serving_metrics)
 
     @asynccontextmanager

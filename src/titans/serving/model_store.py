@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +34,8 @@ from titans.models.train import configure_mlflow
 log = logging.getLogger(__name__)
 
 PRODUCTION_ALIAS = "production"
+#: what /models calls a version held in memory for an A/B test
+CHALLENGER_ALIAS = "challenger"
 
 #: the transaction every new model must score before it is swapped in
 WARMUP_TRANSACTION: dict[str, Any] = {
@@ -50,6 +52,8 @@ WARMUP_TRANSACTION: dict[str, Any] = {
 
 #: loads the TrainedModel from a model version's artifact location
 Loader = Callable[[str], TrainedModel]
+#: registered name -> versions wanted in memory besides production (A/B challengers)
+WantedVersions = Callable[[], Mapping[str, Iterable[str]]]
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,7 @@ class ModelStore:
         client: MlflowClient | None = None,
         registry: CollectorRegistry | None = None,
         loader: Loader = load_trained,
+        wanted_versions: WantedVersions | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
         self.model_keys: tuple[str, ...] = tuple(model_keys)
@@ -129,6 +134,8 @@ class ModelStore:
         #: the registry client; replace it to point the store at another tracking server
         self.client = client
         self.loader = loader
+        #: versions to hold besides production (the A/B tests' arms); read on every refresh
+        self.wanted_versions = wanted_versions
         self.registry = registry if registry is not None else CollectorRegistry()
         self.registry_up = Gauge(
             "titans_registry_up",
@@ -155,6 +162,9 @@ class ModelStore:
         self._failures: dict[str, str] = {}  # key -> why its current production is not served
         self._failed_versions: dict[str, str] = {}  # key -> version that failed (not retried)
         self._no_alias: set[str] = set()
+        # (key, version) -> challenger in memory / why it could not be loaded
+        self._challengers: dict[tuple[str, str], LoadedModel] = {}
+        self._challenger_failures: dict[tuple[str, str], str] = {}
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -163,6 +173,19 @@ class ModelStore:
     def get(self, key: str) -> LoadedModel | None:
         """The LoadedModel serving ``key`` right now (take it once per request), or None."""
         return self._models.get(key)
+
+    def get_version(self, key: str, version: str) -> LoadedModel | None:
+        """The LoadedModel of ``key`` at ``version``: production or a loaded challenger."""
+        serving = self._models.get(key)
+        if serving is not None and serving.version == version:
+            return serving
+        return self._challengers.get((key, version))
+
+    def challengers(self) -> list[LoadedModel]:
+        """Versions held for A/B tests besides production, in configured order."""
+        held = self._challengers
+        order = {k: i for i, k in enumerate(self.model_keys)}
+        return sorted(held.values(), key=lambda m: (order[m.key], int_or_text(m.version)))
 
     def loaded(self) -> list[LoadedModel]:
         """Every model in memory, in configured order."""
@@ -174,6 +197,7 @@ class ModelStore:
         # copies (atomic under the GIL): a refresh may update these while we read
         models, failures, no_alias = self._models, dict(self._failures), set(self._no_alias)
         registry_error = self._registry_error
+        challenger_failures = list(self._challenger_failures.values())
         missing = tuple(k for k in self.model_keys if k not in models)
         reasons: list[str] = []
         if registry_error is not None:
@@ -192,6 +216,7 @@ class ModelStore:
                 reasons.append(f"{name} has no production alias{tail}")
             elif key not in models:
                 reasons.append(f"{name} is not loaded yet")
+        reasons.extend(challenger_failures)
         return StoreStatus(
             ready=not missing,
             registry_up=registry_error is None,
@@ -229,6 +254,8 @@ class ModelStore:
                     outcome[key] = "registry unreachable"
                     break
                 outcome[key] = self._update(key, name, version, force=force)
+            if registry_error is None:
+                outcome.update(self._update_challengers(force=force))
             self._registry_error = registry_error
             self.registry_up.set(0 if registry_error else 1)
             if registry_error:
@@ -257,9 +284,7 @@ class ModelStore:
         if not force and self._failed_versions.get(key) == version:
             return f"failed before {version}"
         try:
-            # the artifact's own location: loading must not depend on MLflow's global URIs
-            trained = self.loader(self.client.get_model_version_download_uri(name, version))
-            warm_up(trained)
+            trained = self._load(name, version)
         except Exception as exc:
             self.load_failures.labels(model=key).inc()
             self._failed_versions[key] = version
@@ -274,15 +299,7 @@ class ModelStore:
             )
             log.warning("%s", self._failures[key])
             return f"failed: {self._failures[key]}"
-        loaded = LoadedModel(
-            name=name,
-            key=key,
-            version=version,
-            alias=PRODUCTION_ALIAS,
-            loaded_at=datetime.now(UTC),
-            flavour=flavour_of(trained),
-            trained=trained,
-        )
+        loaded = _loaded(key, name, version, PRODUCTION_ALIAS, trained)
         with self._swap_lock:
             models = dict(self._models)
             models[key] = loaded
@@ -291,6 +308,68 @@ class ModelStore:
         self._failed_versions.pop(key, None)
         log.info("serving %s version %s", name, version)
         return f"loaded {version}"
+
+    def _load(self, name: str, version: str) -> TrainedModel:
+        """Load and warm one version; raises whatever loading or the warm-up raises."""
+        # the artifact's own location: loading must not depend on MLflow's global URIs
+        trained = self.loader(self.client.get_model_version_download_uri(name, version))
+        warm_up(trained)
+        return trained
+
+    def _wanted(self) -> dict[str, set[str]]:
+        """Model key -> challenger versions the A/B tests want (production excluded)."""
+        if self.wanted_versions is None:
+            return {}
+        try:
+            wanted = self.wanted_versions()
+        except Exception:  # the A/B store being down must not stop production refreshes
+            log.warning("could not read the versions A/B tests want", exc_info=True)
+            return {k: {v for (kk, v) in self._challengers if kk == k} for k in self.model_keys}
+        by_name = {self.settings.registered_name(k): k for k in self.model_keys}
+        out: dict[str, set[str]] = {}
+        for name, versions in wanted.items():
+            key = by_name.get(name)
+            if key is None:
+                continue
+            serving = self._models.get(key)
+            out[key] = {str(v) for v in versions} - ({serving.version} if serving else set())
+        return out
+
+    def _update_challengers(self, *, force: bool) -> dict[str, str]:
+        """Load the challenger versions running A/B tests need; drop those no longer needed."""
+        wanted = self._wanted()
+        outcome: dict[str, str] = {}
+        keep = {(k, v) for k, versions in wanted.items() for v in versions}
+        for key, version in sorted(keep - set(self._challengers)):
+            name = self.settings.registered_name(key)
+            if not force and (key, version) in self._challenger_failures:
+                continue
+            try:
+                trained = self._load(name, version)
+            except Exception as exc:
+                self.load_failures.labels(model=key).inc()
+                self._challenger_failures[(key, version)] = (
+                    f"{name} version {version} (an A/B test arm) failed to load or warm up "
+                    f"({type(exc).__name__}: {_first_line(exc)}); production answers its traffic"
+                )
+                log.warning("%s", self._challenger_failures[(key, version)])
+                outcome[f"{key}@{version}"] = "failed"
+                continue
+            self._challenger_failures.pop((key, version), None)
+            loaded = _loaded(key, name, version, CHALLENGER_ALIAS, trained)
+            with self._swap_lock:
+                self._challengers = {**self._challengers, (key, version): loaded}
+            outcome[f"{key}@{version}"] = f"loaded challenger {version}"
+            log.info("holding %s version %s for an A/B test", name, version)
+        gone = set(self._challengers) - keep
+        if gone:
+            with self._swap_lock:
+                self._challengers = {k: m for k, m in self._challengers.items() if k not in gone}
+            for key, version in sorted(gone):
+                outcome[f"{key}@{version}"] = "released challenger"
+        for stale in set(self._challenger_failures) - keep:
+            self._challenger_failures.pop(stale, None)
+        return outcome
 
     # ------------------------------------------------------------------ polling
 
@@ -318,6 +397,27 @@ class ModelStore:
         if poller is not None:
             poller.join(timeout)
         self._poller = None
+
+
+def _loaded(key: str, name: str, version: str, alias: str, trained: TrainedModel) -> LoadedModel:
+    return LoadedModel(
+        name=name,
+        key=key,
+        version=version,
+        alias=alias,
+        loaded_at=datetime.now(UTC),
+        flavour=flavour_of(trained),
+        trained=trained,
+    )
+
+
+def int_or_text(version: str) -> tuple[int, str]:
+    """Sort key: numeric versions in numeric order.
+
+    >>> sorted(["10", "9", "x"], key=int_or_text)
+    ['9', '10', 'x']
+    """
+    return (int(version), "") if version.isdigit() else (1 << 62, version)
 
 
 def warm_up(trained: TrainedModel) -> pd.DataFrame:

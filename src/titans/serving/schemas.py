@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: absolute amounts above this are refused (a typo, not a transaction)
 MAX_ABS_AMOUNT = 1e9
@@ -184,7 +184,10 @@ class ModelInfo(BaseModel):
 
 
 class ModelsResponse(BaseModel):
+    #: the production version of each model
     models: list[ModelInfo]
+    #: versions held for running A/B tests (alias "challenger"), besides production
+    challengers: list[ModelInfo] = Field(default_factory=list)
 
 
 class ErrorResponse(BaseModel):
@@ -261,8 +264,22 @@ class ABTestRequest(BaseModel):
     model: str = Field(pattern=_MODEL, description="Model key (category) or registered name.")
     version_a: str = Field(pattern=_VERSION)
     version_b: str = Field(pattern=_VERSION)
-    traffic_split: float = Field(gt=0.0, lt=1.0, description="Share of traffic sent to B.")
+    traffic_split: float = Field(
+        gt=0.0,
+        le=1.0,
+        description="Share of traffic sent to B (split mode, below 1), or that B also scores "
+        "(shadow mode, up to 1).",
+    )
     mode: Literal["split", "shadow"] = "split"
+
+    @model_validator(mode="after")
+    def _split_below_one(self) -> ABTestRequest:
+        if self.mode == "split" and self.traffic_split >= 1.0:
+            raise ValueError(
+                "traffic_split must be below 1 in split mode (A keeps some traffic); "
+                "use mode 'shadow' to score every request with B"
+            )
+        return self
 
 
 class StopRequest(BaseModel):

@@ -144,7 +144,11 @@ def _info(test: ABTest) -> dict[str, Any]:
     responses={**_ERRORS, 409: {"model": ErrorResponse}},
 )
 def create_ab_test(
-    request: Request, body: ABTestRequest, settings: SettingsDep, identity: AdminKey
+    request: Request,
+    body: ABTestRequest,
+    settings: SettingsDep,
+    models: ModelsDep,
+    identity: AdminKey,
 ) -> dict[str, Any]:
     """Start a test; 409 when one is already running for the model or the name is taken."""
     framework = _framework(request)
@@ -167,7 +171,14 @@ def create_ab_test(
         )
     except InputError as exc:  # a concurrent creator won, or the framework refused the input
         raise HTTPException(409, str(exc)) from exc
+    _apply_routes(framework, models)
     return _info(test)
+
+
+def _apply_routes(framework: ABTestingFramework, models: Any) -> None:
+    """Route by the new set of tests now and load (or release) the arms' versions."""
+    framework.refresh_routes()
+    models.refresh()
 
 
 @router.post(
@@ -176,7 +187,7 @@ def create_ab_test(
     responses={**_ERRORS, 409: {"model": ErrorResponse}},
 )
 def stop_ab_test(
-    request: Request, name: str, body: StopRequest, identity: AdminKey
+    request: Request, name: str, body: StopRequest, models: ModelsDep, identity: AdminKey
 ) -> dict[str, Any]:
     """Stop a running test (traffic returns to A); 404 unknown test, 409 not running."""
     framework = _framework(request)
@@ -187,6 +198,8 @@ def stop_ab_test(
     if test.status != "running":
         raise HTTPException(409, f"A/B test {name!r} is {test.status}, not running")
     try:
-        return _info(framework.stop_test(name, body.reason, actor=actor_of(identity)))
+        stopped = framework.stop_test(name, body.reason, actor=actor_of(identity))
     except InputError as exc:  # stopped concurrently
         raise HTTPException(409, str(exc)) from exc
+    _apply_routes(framework, models)
+    return _info(stopped)

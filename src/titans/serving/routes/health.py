@@ -35,5 +35,9 @@ def ready(store: ModelsDep, _: AnyKey) -> JSONResponse:
 
 @router.get("/models", response_model=ModelsResponse)
 def models(store: ModelsDep, _: AnyKey) -> dict[str, Any]:
-    """The model versions serving right now: name, version, alias, loaded at, flavour."""
-    return {"models": [m.describe() for m in store.loaded()]}
+    """The production versions serving right now (name, version, alias, loaded at, flavour),
+    and the challenger versions held for running A/B tests."""
+    return {
+        "models": [m.describe() for m in store.loaded()],
+        "challengers": [m.describe() for m in store.challengers()],
+    }

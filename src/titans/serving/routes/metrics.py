@@ -3,7 +3,7 @@
 Every label set is bounded: routes are route templates (``/predict/{model}``, or
 ``unmatched``), models and versions are those loaded, the predicted class is one of the
 expense categories (or ``other``) and only for the category model, error types are a fixed map
-of status codes.
+of status codes plus ``shadow_failed`` (a shadow version that could not score a request).
 """
 
 from __future__ import annotations

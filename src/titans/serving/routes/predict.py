@@ -10,6 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel
 
 from titans.config import MODEL_KEYS, Settings
-from titans.experiments.ab_testing import ABTestingFramework
+from titans.experiments.ab_testing import ABTestingFramework, shadow_prediction_id
 from titans.models.inputs import typed_frame
 from titans.serving.deps import ModelsDep, PredictKey, SettingsDep
 from titans.serving.model_store import LoadedModel, ModelStore
@@ -98,21 +99,40 @@ def _served_by(loaded: LoadedModel, arm: str | None) -> dict[str, Any]:
     }
 
 
-def _arm(request: Request, loaded: LoadedModel, entity_id: str | None) -> str | None:
-    """The A/B arm this request is answered by: None when no test runs for the model.
+@dataclass(frozen=True)
+class Route:
+    """Who answers one request: the served version, its A/B arm, and a shadow to also score."""
 
-    The model store loads only the production version, so a request the test assigns to a
-    version that is not loaded (usually B) is answered by the loaded one and recorded as "A".
+    served: LoadedModel
+    arm: str | None = None
+    shadow: LoadedModel | None = None
+
+
+def _route(request: Request, store: ModelStore, key: str, entity_id: str | None) -> Route:
+    """Production, or the version a running A/B test assigns this request to.
+
+    The model store holds both arms' versions while a test runs. A request assigned to a
+    version that is not in memory (still loading, or it failed to load) is answered by
+    production and recorded as arm "A", the champion's.
     """
+    production = _serving(store, key)
     ab: ABTestingFramework = request.app.state.ab_testing
     try:
-        assignment = ab.assign({"model_name": loaded.name, "entity_id": entity_id})
+        assignment = ab.assign({"model_name": production.name, "entity_id": entity_id})
     except Exception as exc:  # routing trouble must never fail a prediction
-        log.warning("A/B routing failed for %s, serving production: %r", loaded.name, exc)
-        return None
+        log.warning("A/B routing failed for %s, serving production: %r", production.name, exc)
+        return Route(production)
     if assignment is None:
-        return None
-    return assignment.arm if assignment.serve_version == loaded.version else "A"
+        return Route(production)
+    served = store.get_version(key, assignment.serve_version)
+    if served is None:
+        return Route(production, "A")
+    shadow = (
+        store.get_version(key, assignment.shadow_version)
+        if assignment.shadow_version is not None
+        else None
+    )
+    return Route(served, assignment.arm, shadow)
 
 
 def _score(prediction: BaseModel) -> float | None:
@@ -132,10 +152,15 @@ def _record(
     arm: str | None,
     items: Sequence[tuple[str, dict[str, Any], str | None, BaseModel]],
     latency_ms: float,
+    *,
+    shadow: bool = False,
 ) -> None:
-    """Log each (prediction_id, features, entity_id, prediction) and count it in metrics."""
+    """Log each (prediction_id, features, entity_id, prediction) and count it in metrics.
+
+    A shadow row is logged and counted, but it is not what the client got: it neither labels
+    the request's metrics nor joins the ids that feedback may name.
+    """
     writer: PredictionLogWriter = request.app.state.prediction_log
-    request.state.served_by = (loaded.key, loaded.version)
     for prediction_id, features, entity_id, prediction in items:
         writer.log(
             PredictionRecord(
@@ -151,8 +176,9 @@ def _record(
                 latency_ms=latency_ms,
             )
         )
-    recent = request.app.state.recent_predictions
-    recent.add_all(item[0] for item in items)
+    if not shadow:
+        request.state.served_by = (loaded.key, loaded.version)
+        request.app.state.recent_predictions.add_all(item[0] for item in items)
     classes = (
         [p.prediction for *_, p in items if isinstance(p, CategoryPrediction)]
         if loaded.key == "category"
@@ -161,6 +187,34 @@ def _record(
     request.app.state.api_metrics.count_predictions(
         loaded.key, loaded.version, arm, classes, len(items)
     )
+
+
+def _shadow(
+    request: Request,
+    route: Route,
+    score: Callable[[LoadedModel], Sequence[BaseModel]],
+    items: Sequence[tuple[str, dict[str, Any], str | None, BaseModel]],
+) -> None:
+    """Score the shadow (B) version too and log its rows under the served rows' shadow ids.
+
+    Its failure is logged and counted, never passed on: the client already has A's answer.
+    """
+    shadow = route.shadow
+    if shadow is None:
+        return
+    start = time.perf_counter()
+    try:
+        predictions = score(shadow)
+    except Exception as exc:
+        log.warning("shadow %s version %s failed: %r", shadow.name, shadow.version, exc)
+        request.app.state.api_metrics.errors.labels("shadow_failed").inc()
+        return
+    latency_ms = (time.perf_counter() - start) * 1000.0 / max(len(predictions), 1)
+    rows = [
+        (shadow_prediction_id(pid), features, entity_id, prediction)
+        for (pid, features, entity_id, _), prediction in zip(items, predictions, strict=True)
+    ]
+    _record(request, shadow, "B", rows, latency_ms, shadow=True)
 
 
 def _features(transaction: Transaction) -> dict[str, Any]:
@@ -224,14 +278,23 @@ _ROW_CONVERTERS: dict[str, Callable[[pd.DataFrame], Sequence[RowPrediction]]] = 
 
 def _one(request: Request, store: ModelStore, key: str, transaction: Transaction) -> dict[str, Any]:
     start = time.perf_counter()
-    loaded = _serving(store, key)
-    arm = _arm(request, loaded, transaction.entity_id)
-    (prediction,) = _ROW_CONVERTERS[key](_predict(loaded, [transaction]))
+    route = _route(request, store, key, transaction.entity_id)
+    convert = _ROW_CONVERTERS[key]
+
+    def score(loaded: LoadedModel) -> Sequence[RowPrediction]:
+        return convert(_predict(loaded, [transaction]))
+
+    (prediction,) = score(route.served)
     prediction_id = _new_id()
     latency_ms = (time.perf_counter() - start) * 1000.0
-    item = (prediction_id, _features(transaction), transaction.entity_id, prediction)
-    _record(request, loaded, arm, [item], latency_ms)
-    return {**_served_by(loaded, arm), "prediction_id": prediction_id, "prediction": prediction}
+    items = [(prediction_id, _features(transaction), transaction.entity_id, prediction)]
+    _record(request, route.served, route.arm, items, latency_ms)
+    _shadow(request, route, score, items)
+    return {
+        **_served_by(route.served, route.arm),
+        "prediction_id": prediction_id,
+        "prediction": prediction,
+    }
 
 
 @router.post("/category", response_model=CategoryResponse, responses=_ERRORS)
@@ -269,15 +332,24 @@ def predict_cashflow(
     """Daily net cash flow for the model's horizon after the latest day of ``history``."""
     start = time.perf_counter()
     _check_size("history", len(body.history), settings)
-    loaded = _serving(store, "cashflow")
     entity_id = next((t.entity_id for t in body.history if t.entity_id), None)
-    arm = _arm(request, loaded, entity_id)
-    forecast = cashflow_forecast(_predict(loaded, body.history))
+    route = _route(request, store, "cashflow", entity_id)
+
+    def score(loaded: LoadedModel) -> list[CashflowForecast]:
+        return [cashflow_forecast(_predict(loaded, body.history))]
+
+    (forecast,) = score(route.served)
     prediction_id = _new_id()
     features = {"history": [_features(t) for t in body.history]}
     latency_ms = (time.perf_counter() - start) * 1000.0
-    _record(request, loaded, arm, [(prediction_id, features, entity_id, forecast)], latency_ms)
-    return {**_served_by(loaded, arm), "prediction_id": prediction_id, "prediction": forecast}
+    items = [(prediction_id, features, entity_id, forecast)]
+    _record(request, route.served, route.arm, items, latency_ms)
+    _shadow(request, route, score, items)
+    return {
+        **_served_by(route.served, route.arm),
+        "prediction_id": prediction_id,
+        "prediction": forecast,
+    }
 
 
 @router.post("/batch", response_model=BatchResponse, responses=_ERRORS)
@@ -294,12 +366,17 @@ def predict_batch(
         raise HTTPException(
             422, "model: cashflow is not served in batches; POST the history to /predict/cashflow"
         )
-    loaded = _serving(store, body.model)
+    _serving(store, body.model)
     _check_size("transactions", len(body.transactions), settings)
     # one arm for the whole batch: the first transaction with an entity id decides it
     entity_id = next((t.entity_id for t in body.transactions if t.entity_id), None)
-    arm = _arm(request, loaded, entity_id)
-    rows = _ROW_CONVERTERS[body.model](_predict(loaded, body.transactions))
+    route = _route(request, store, body.model, entity_id)
+    convert = _ROW_CONVERTERS[body.model]
+
+    def score(loaded: LoadedModel) -> Sequence[RowPrediction]:
+        return convert(_predict(loaded, body.transactions))
+
+    rows = score(route.served)
     ids = [_new_id() for _ in rows]
     # each item's latency is its share of the batch's
     latency_ms = (time.perf_counter() - start) * 1000.0 / max(len(rows), 1)
@@ -307,9 +384,10 @@ def predict_batch(
         (pid, _features(t), t.entity_id, p)
         for pid, t, p in zip(ids, body.transactions, rows, strict=True)
     ]
-    _record(request, loaded, arm, items, latency_ms)
+    _record(request, route.served, route.arm, items, latency_ms)
+    _shadow(request, route, score, items)
     return {
-        **_served_by(loaded, arm),
+        **_served_by(route.served, route.arm),
         "predictions": [
             BatchItem(prediction_id=i, prediction=p) for i, p in zip(ids, rows, strict=True)
         ],
