@@ -125,9 +125,17 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "; ".join(lines), "errors": lines}, status_code=422)
 
 
+#: what FastAPI says when a JSON body cannot be decoded at all (not UTF-8, ...)
+_UNPARSEABLE_BODY = "There was an error parsing the body"
+
+
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, StarletteHTTPException):  # registered for this type only
         raise exc
+    if exc.status_code == 400 and exc.detail == _UNPARSEABLE_BODY:
+        # the client's body, like any other invalid input: 422 naming the problem
+        line = "body: is not valid JSON; send one UTF-8 JSON object"
+        return JSONResponse({"detail": line, "errors": [line]}, status_code=422)
     return JSONResponse(
         {"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
     )

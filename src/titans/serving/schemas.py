@@ -16,6 +16,8 @@ MAX_DATE = dt.date(2100, 12, 31)
 MAX_LIST_ITEMS = 100_000
 
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+#: what the schema tells clients: a YYYY-MM-DD day between MIN_DATE and MAX_DATE
+DATE_PATTERN = r"^(19[7-9][0-9]|20[0-9][0-9]|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 
 PredictableModel = Literal["category", "amount", "anomaly", "cashflow"]
 
@@ -25,7 +27,10 @@ class Transaction(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    date: dt.date = Field(description="Day of the transaction, YYYY-MM-DD.")
+    date: dt.date = Field(
+        description=f"Day of the transaction, YYYY-MM-DD, from {MIN_DATE} to {MAX_DATE}.",
+        json_schema_extra={"pattern": DATE_PATTERN},
+    )
     type: Literal["Income", "Expense"]
     description: str = Field(default="", max_length=5_000)
     amount: float = Field(
