@@ -89,6 +89,17 @@ def train_and_promote_all(settings: Settings, rows: int, seed: int) -> None:
         promote(settings, result.registered_name, result.version)
 
 
+def train_version(settings: Settings, model: str, rows: int, seed: int) -> str:
+    """Train and register one more version of ``model`` (not promoted); its version number."""
+    from titans.data.synth import generate
+    from titans.models.train import train_models
+
+    (result,) = train_models(
+        generate(rows, seed=seed), models=[model], seed=seed, settings=settings
+    )
+    return str(result.version)
+
+
 def copy_registry(source_home: Path, target_home: Path) -> Path:
     """A consistent copy of ``source_home``'s MLflow database (artifacts stay shared)."""
     target_home.mkdir(parents=True, exist_ok=True)

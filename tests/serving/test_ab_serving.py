@@ -11,7 +11,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from _support.serving import TRANSACTION, bearer, serving_settings, train_and_promote_all
+from _support.serving import (
+    TRANSACTION,
+    bearer,
+    serving_settings,
+    train_and_promote_all,
+    train_version,
+)
 from titans.config import Settings
 from titans.experiments.ab_testing import ABTestingFramework, shadow_prediction_id
 from titans.serving.app import create_app
@@ -33,16 +39,10 @@ def _settings(home: Path) -> Settings:
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Version 1 of every model in production; category version 2 registered, not promoted."""
-    from titans.data.synth import generate
-    from titans.models.train import train_models
-
     home = tmp_path_factory.mktemp("ab-serving")
     settings = _settings(home)
     train_and_promote_all(settings, rows=2_000, seed=5)
-    (result,) = train_models(
-        generate(2_000, seed=6), models=["category"], seed=6, settings=settings
-    )
-    assert result.version == "2"
+    assert train_version(settings, "category", rows=2_000, seed=6) == "2"
     return home
 
 
