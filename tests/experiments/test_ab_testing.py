@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -229,6 +230,17 @@ def test_routing_reads_the_store_once_per_refresh_not_per_request(store: Store) 
     ABTestingFramework(store=store).stop_test("t", "done")
     assert fw.running_test(MODEL) == "t"
     fw.refresh_routes()
+    assert fw.running_test(MODEL) is None
+
+
+def test_stale_routes_are_refreshed_in_the_background(store: Store) -> None:
+    fw = _framework(store, ab_route_refresh_seconds=0.05)
+    fw.setup_ab_test("t", (MODEL, 1), (MODEL, 2), 0.5)
+    assert fw.running_test(MODEL) == "t"
+    ABTestingFramework(store=store).stop_test("t", "done")  # another replica stops it
+    deadline = time.monotonic() + 10
+    while fw.running_test(MODEL) == "t" and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert fw.running_test(MODEL) is None
 
 

@@ -428,18 +428,30 @@ class ABTestingFramework:
         self._routes_loaded_at = time.monotonic()
 
     def _current_routes(self) -> dict[str, _Route]:
+        """The running tests as last read. The first call reads the store; later, stale routes
+        are re-read by one background thread while callers go on with the routes they have, so
+        a request (possibly on the API's event loop) never waits for the store."""
         loaded = self._routes_loaded_at
-        interval = self.settings.ab_route_refresh_seconds
-        stale = loaded is None or time.monotonic() - loaded >= interval
-        # the first load waits; later refreshes are done by one thread while the others go on
-        # with the routes they have
-        if stale and self._routes_lock.acquire(blocking=loaded is None):
-            try:
-                if self._routes_loaded_at == loaded:  # nobody refreshed while we waited
+        if loaded is None:
+            with self._routes_lock:
+                if self._routes_loaded_at is None:
                     self._load_routes()
-            finally:
-                self._routes_lock.release()
+            return self._routes
+        stale = time.monotonic() - loaded >= self.settings.ab_route_refresh_seconds
+        if stale and self._routes_lock.acquire(blocking=False):
+            threading.Thread(
+                target=self._refresh_in_background, name="titans-ab-routes", daemon=True
+            ).start()
         return self._routes
+
+    def _refresh_in_background(self) -> None:
+        try:
+            self._load_routes()
+        except Exception:  # keep the last routes; the next stale read tries again
+            log.exception("A/B route refresh failed")
+            self._routes_loaded_at = time.monotonic()
+        finally:
+            self._routes_lock.release()
 
     def running_test(self, model_name: str) -> str | None:
         """Name of the running test for ``model_name`` as the router currently sees it."""

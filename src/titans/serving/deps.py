@@ -4,6 +4,9 @@
 KeyRing, requires role ``predict`` and spends one token of the key's rate limit; ``AdminKey``
 requires role ``admin``; ``AnyKey`` accepts any valid key. A path listed in
 ``Settings.open_routes`` skips the check (``/health``, ``/ready``, ``/metrics`` by default).
+
+Every dependency is ``async``: none of them blocks (the shared Redis rate limit goes to the
+thread pool), and a sync dependency would cost a thread-pool round trip per request.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 
 from titans.config import Settings
 from titans.serving.auth import Identity, KeyRing
@@ -27,22 +31,22 @@ NO_KEYS_MESSAGE = (
 )
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_models(request: Request) -> ModelStore:
+async def get_models(request: Request) -> ModelStore:
     models: ModelStore = request.app.state.model_store
     return models
 
 
-def get_ops_store(request: Request) -> Store:
+async def get_ops_store(request: Request) -> Store:
     store: Store = request.app.state.ops_store
     return store
 
 
-def get_prediction_log(request: Request) -> PredictionLogWriter:
+async def get_prediction_log(request: Request) -> PredictionLogWriter:
     writer: PredictionLogWriter = request.app.state.prediction_log
     return writer
 
@@ -53,7 +57,7 @@ StoreDep = Annotated[Store, Depends(get_ops_store)]
 PredictionLogDep = Annotated[PredictionLogWriter, Depends(get_prediction_log)]
 
 
-def authenticate(request: Request) -> Identity | None:
+async def authenticate(request: Request) -> Identity | None:
     """The caller's identity; None on an open route; 401 without a valid key."""
     settings: Settings = request.app.state.settings
     if request.url.path in settings.open_routes:
@@ -80,10 +84,17 @@ def _require(identity: Identity | None, role: str) -> Identity | None:
     return identity
 
 
-def rate_limit(request: Request, identity: Identity) -> None:
-    """Spend one token of the key's bucket; 429 with Retry-After when it is empty."""
+async def rate_limit(request: Request, identity: Identity) -> None:
+    """Spend one token of the key's bucket; 429 with Retry-After when it is empty.
+
+    An in-process bucket is checked on the event loop; a shared one (Redis: network I/O) in
+    the thread pool.
+    """
     limiter: RateLimiter = request.app.state.rate_limiter
-    decision = limiter.check(identity.name)
+    if getattr(limiter, "blocking", True):
+        decision = await run_in_threadpool(limiter.check, identity.name)
+    else:
+        decision = limiter.check(identity.name)
     if not decision.allowed:
         raise HTTPException(
             429,
@@ -93,17 +104,17 @@ def rate_limit(request: Request, identity: Identity) -> None:
         )
 
 
-def require_predict(
+async def require_predict(
     request: Request, identity: Annotated[Identity | None, Depends(authenticate)]
 ) -> Identity | None:
     """A key with role ``predict``, within its rate limit."""
     checked = _require(identity, "predict")
     if checked is not None:
-        rate_limit(request, checked)
+        await rate_limit(request, checked)
     return checked
 
 
-def require_admin(
+async def require_admin(
     identity: Annotated[Identity | None, Depends(authenticate)],
 ) -> Identity | None:
     """A key with role ``admin``."""

@@ -86,6 +86,9 @@ def _take(tokens: float, elapsed: float, rate: float, burst: float) -> tuple[flo
 class InProcessRateLimiter:
     """Token buckets in this process's memory (thread-safe); each replica has its own."""
 
+    #: checking never waits for I/O (the API may call it on its event loop)
+    blocking = False
+
     def __init__(
         self,
         rate: float,
@@ -157,6 +160,9 @@ return {allowed, tostring(retry), tostring(tokens)}
 
 class RedisRateLimiter:
     """Token buckets in Redis, shared by every replica that uses the same URL and prefix."""
+
+    #: checking is a network round trip (the API calls it from its thread pool)
+    blocking = True
 
     def __init__(
         self,
