@@ -65,3 +65,7 @@ class PermissionDenied(TitansError):
 
 class ApprovalError(TitansError):
     """An approval request cannot be decided in its current state (expired, already decided)."""
+
+
+class DeploymentError(TitansError):
+    """A rollout could not start or did not finish (target missing, API unreachable, timeout)."""

@@ -74,12 +74,14 @@ def _register_groups() -> None:
     from titans.cli import keys as keys_cmd
 
     app.add_typer(keys_cmd.app, name="keys", help="Create API keys for the prediction API.")
+    from titans.cli import deploy as deploy_cmd
+
+    app.add_typer(deploy_cmd.app, name="deploy")
     for group, hint in (
         ("experiments", "the models issue"),
         ("registry", "the registry issue"),
         ("governance", "the registry issue"),
         ("db", "the registry issue"),
-        ("deploy", "the serving issue"),
         ("monitor", "the monitoring issue"),
         ("alerts", "the monitoring issue"),
         ("retrain", "the retraining issue"),
