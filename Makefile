@@ -31,7 +31,7 @@ demo: $(STAMP)
 	$(BIN)/titans demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -x -q -m "not integration and not slow" $(PYTEST_ARGS)

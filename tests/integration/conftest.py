@@ -4,7 +4,7 @@
 - ``require_tool``: a callable ``(name) -> path`` that skips the test when a binary is missing,
   but fails it under CI=true, where .ci/run must have installed everything.
 - ``mlflow_server``: URL of a real ``mlflow server`` (sqlite store, proxied artifacts in a temp
-  folder), shared by the session; tests using it are kept on one xdist worker.
+  folder), shared by the session (one per xdist worker).
 """
 
 from __future__ import annotations
@@ -141,12 +141,3 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         stop_process(proc)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # one mlflow server per xdist worker costs seconds: keep its users on one worker
-    if not items or not items[0].config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        if "mlflow_server" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("mlflow_server"))
