@@ -652,6 +652,36 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
         Plain Python and numpy; ``date`` is required ('YYYY-MM-DD', date or datetime), every
         other key is optional.
         """
+        values, onehot, text_columns, text_values = self._parts_one(record)
+        if self.output == "dense":
+            row = np.zeros(self.n_features_out_)
+            row[: len(values)] = values
+            row[onehot] = 1.0
+            row[text_columns] = text_values
+            return row.reshape(1, -1)
+        columns, data = _entries(values, onehot, text_columns, text_values)
+        matrix = sp.csr_matrix(
+            (
+                np.array(data, dtype=np.float64),
+                np.array(columns, dtype=np.int32),
+                np.array((0, len(columns)), dtype=np.int32),
+            ),
+            shape=(1, self.n_features_out_),
+        )
+        return _sparse_interface(matrix)
+
+    def entries_one(self, record: Mapping[str, Any]) -> tuple[list[int], list[float]]:
+        """Columns (ascending) and values of the sparse row ``transform_one`` would store.
+
+        For callers that multiply the row themselves: no matrix is built (that costs more
+        than the features of a short transaction).
+        """
+        return _entries(*self._parts_one(record))
+
+    def _parts_one(
+        self, record: Mapping[str, Any]
+    ) -> tuple[list[float], list[int], list[int], list[float]]:
+        """Numeric values (leading columns), one-hot columns, text columns and text values."""
         self._check_fitted()
         try:
             date_value = record["date"]
@@ -716,28 +746,7 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
             text_columns, text_values = self._text_one(
                 _text_value(get("description")), reference or ""
             )
-
-        if self.output == "dense":
-            row = np.zeros(self.n_features_out_)
-            row[: len(values)] = values
-            row[onehot] = 1.0
-            row[text_columns] = text_values
-            return row.reshape(1, -1)
-        columns = [i for i, v in enumerate(values) if v]
-        data = [values[i] for i in columns]
-        columns += onehot
-        data += [1.0] * len(onehot)
-        columns += text_columns
-        data += text_values
-        matrix = sp.csr_matrix(
-            (
-                np.array(data, dtype=np.float64),
-                np.array(columns, dtype=np.int32),
-                np.array((0, len(columns)), dtype=np.int32),
-            ),
-            shape=(1, self.n_features_out_),
-        )
-        return _sparse_interface(matrix)
+        return values, onehot, text_columns, text_values
 
     def _text_one(self, description: str, reference: str) -> tuple[list[int], list[float]]:
         """Output columns and values of one row's hashed text, as `_text_block` computes them.
@@ -877,6 +886,19 @@ def _bounded_put(cache: dict[Any, Any], key: Any, value: Any) -> None:
     if len(cache) >= _TEXT_CACHE_SIZE:
         cache.clear()  # crude but O(1); serving traffic refills the hot entries at once
     cache[key] = value
+
+
+def _entries(
+    values: list[float], onehot: list[int], text_columns: list[int], text_values: list[float]
+) -> tuple[list[int], list[float]]:
+    """Stored entries of a one-row CSR matrix: nonzero numeric values, one-hot ones, text."""
+    columns = [i for i, v in enumerate(values) if v]
+    data = [values[i] for i in columns]
+    columns += onehot
+    data += [1.0] * len(onehot)
+    columns += text_columns
+    data += text_values
+    return columns, data
 
 
 def _z_one(log_amount: float, stats: tuple[float, float]) -> float:
