@@ -286,3 +286,42 @@ def test_a_model_without_production_alias_makes_ready_503_and_its_route_503(
         "amount",
         "anomaly",
     ]
+
+
+def test_single_transactions_take_the_compiled_path_and_answer_as_the_batch_path(
+    client: TestClient,
+) -> None:
+    import pandas as pd
+
+    from titans.data.synth import generate
+
+    listed = {m["model"]: m["single_row_path"] for m in client.get("/models").json()["models"]}
+    assert listed == {
+        "category": "compiled",
+        "amount": "compiled",
+        "anomaly": "compiled",
+        "cashflow": "batch",
+    }
+    frame = generate(300, seed=11).head(40)
+    fields = ["type", "description", "amount", "payment_method", "reference", "status", "category"]
+    transactions = [
+        {
+            "date": str(row["date"])[:10],
+            **{f: None if pd.isna(row[f]) else row[f] for f in fields},
+        }
+        for row in frame.to_dict("records")
+    ]
+    for model in ("category", "amount", "anomaly"):
+        batch = client.post("/predict/batch", json={"model": model, "transactions": transactions})
+        assert batch.status_code == 200, batch.text
+        expected = [item["prediction"] for item in batch.json()["predictions"]]
+        for transaction, wanted in zip(transactions, expected, strict=True):
+            single = client.post(f"/predict/{model}", json=transaction).json()["prediction"]
+            assert set(single) == set(wanted)
+            for field, value in wanted.items():
+                if isinstance(value, float):
+                    assert single[field] == pytest.approx(value, rel=1e-9), (model, field)
+                elif field == "top_classes":
+                    assert [c["category"] for c in single[field]] == [c["category"] for c in value]
+                else:
+                    assert single[field] == value, (model, field)

@@ -14,6 +14,7 @@ Prometheus metrics ``titans_registry_up`` and ``titans_model_load_failures_total
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from titans.config import MODEL_KEYS, Settings
 from titans.models.base import TrainedModel
+from titans.models.fast import FastPredictor, fast_predictor
 from titans.models.inputs import typed_frame
 from titans.models.pyfunc import load_trained
 from titans.models.train import configure_mlflow
@@ -67,6 +69,8 @@ class LoadedModel:
     loaded_at: datetime
     flavour: str
     trained: TrainedModel
+    #: the compiled single-row path (None: every request goes through ``trained.predict``)
+    fast: FastPredictor | None = None
 
     @property
     def uri(self) -> str:
@@ -81,6 +85,7 @@ class LoadedModel:
             "alias": self.alias,
             "loaded_at": self.loaded_at.isoformat(),
             "flavour": self.flavour,
+            "single_row_path": "compiled" if self.fast is not None else "batch",
         }
 
 
@@ -408,7 +413,41 @@ def _loaded(key: str, name: str, version: str, alias: str, trained: TrainedModel
         loaded_at=datetime.now(UTC),
         flavour=flavour_of(trained),
         trained=trained,
+        fast=compile_single_row(trained),
     )
+
+
+def compile_single_row(trained: TrainedModel) -> FastPredictor | None:
+    """The model's compiled single-row path, checked on the warm-up transaction.
+
+    None when the model has none, or when compiling or its warm-up answer disagrees with the
+    batch path: then requests take ``trained.predict``, which is slower but always right.
+    """
+    try:
+        fast = fast_predictor(trained)
+        if fast is None:
+            return None
+        expected = warm_up(trained).iloc[0].to_dict()
+        got = fast.predict_one(WARMUP_TRANSACTION)
+    except Exception:
+        log.warning("no compiled single-row path for %s", trained.spec_name, exc_info=True)
+        return None
+    if list(got) != list(expected) or any(
+        not _same(got[column], expected[column]) for column in expected
+    ):
+        log.warning(
+            "the compiled single-row path of %s disagrees with its batch path on the warm-up "
+            "transaction; serving through the batch path",
+            trained.spec_name,
+        )
+        return None
+    return fast
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    return bool(a == b)
 
 
 def int_or_text(version: str) -> tuple[int, str]:

@@ -186,6 +186,8 @@ class ModelInfo(BaseModel):
     alias: str
     loaded_at: str
     flavour: str
+    #: "compiled" when one transaction is scored without pandas (titans.models.fast)
+    single_row_path: Literal["compiled", "batch"] = "batch"
 
 
 class ModelsResponse(BaseModel):

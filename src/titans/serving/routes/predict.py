@@ -1,7 +1,9 @@
 """Prediction routes: one transaction per model, a cashflow history, and batches.
 
-Handlers are plain ``def``: FastAPI runs them in its thread pool, so a CPU-bound predict never
-blocks the event loop. Each request takes its LoadedModel once, at its start.
+A single-transaction route answers on the event loop when the model has a compiled single-row
+path (titans.models.fast: tens of microseconds, no pandas), and in the thread pool otherwise;
+batch and cashflow handlers are plain ``def`` (thread pool), so a CPU-bound pandas predict
+never blocks the event loop. Each request takes its LoadedModel once, at its start.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from titans.config import MODEL_KEYS, Settings
 from titans.experiments.ab_testing import ABTestingFramework, shadow_prediction_id
@@ -81,12 +84,28 @@ def _predict(loaded: LoadedModel, transactions: Sequence[Transaction]) -> pd.Dat
     try:
         return loaded.trained.predict(typed_frame(raw))
     except Exception as exc:
-        log.warning("%s version %s could not score a request: %r", loaded.name, loaded.version, exc)
-        lines = str(exc).strip().splitlines()
-        reason = lines[0] if lines else type(exc).__name__
-        raise HTTPException(
-            422, f"the {loaded.key} model could not score this input: {reason}"
-        ) from exc
+        raise _unscoreable(loaded, exc) from exc
+
+
+def _predict_one(loaded: LoadedModel, transaction: Transaction) -> RowPrediction:
+    """One transaction's prediction: through the compiled single-row path when the model has
+    one (same outputs, without pandas), else through the batch path."""
+    fast = loaded.fast
+    if fast is None:
+        (prediction,) = _ROW_CONVERTERS[loaded.key](_predict(loaded, [transaction]))
+        return prediction
+    try:
+        row = fast.predict_one(transaction.as_row())
+    except Exception as exc:
+        raise _unscoreable(loaded, exc) from exc
+    return _ONE_ROW_CONVERTERS[loaded.key](row)
+
+
+def _unscoreable(loaded: LoadedModel, exc: Exception) -> HTTPException:
+    log.warning("%s version %s could not score a request: %r", loaded.name, loaded.version, exc)
+    lines = str(exc).strip().splitlines()
+    reason = lines[0] if lines else type(exc).__name__
+    return HTTPException(422, f"the {loaded.key} model could not score this input: {reason}")
 
 
 def _served_by(loaded: LoadedModel, arm: str | None) -> dict[str, Any]:
@@ -276,20 +295,45 @@ _ROW_CONVERTERS: dict[str, Callable[[pd.DataFrame], Sequence[RowPrediction]]] = 
 }
 
 
-def _one(request: Request, store: ModelStore, key: str, transaction: Transaction) -> dict[str, Any]:
-    start = time.perf_counter()
-    route = _route(request, store, key, transaction.entity_id)
-    convert = _ROW_CONVERTERS[key]
+def category_prediction(row: dict[str, Any]) -> CategoryPrediction:
+    """:func:`category_predictions` for one output row as a dict (the compiled path's)."""
+    probas = [
+        (c.removeprefix("proba_"), float(p)) for c, p in row.items() if c.startswith("proba_")
+    ]
+    top = sorted(probas, key=lambda item: -item[1])[:TOP_CLASSES]  # stable, as argsort above
+    return CategoryPrediction(
+        prediction=str(row["prediction"]),
+        probability=float(row["probability"]),
+        top_classes=[ClassProbability(category=c, probability=p) for c, p in top],
+    )
 
-    def score(loaded: LoadedModel) -> Sequence[RowPrediction]:
-        return convert(_predict(loaded, [transaction]))
 
-    (prediction,) = score(route.served)
+def amount_prediction(row: dict[str, Any]) -> AmountPrediction:
+    return AmountPrediction(
+        prediction=float(row["prediction"]), lower=float(row["lower"]), upper=float(row["upper"])
+    )
+
+
+def anomaly_prediction(row: dict[str, Any]) -> AnomalyPrediction:
+    return AnomalyPrediction(score=float(row["score"]), is_anomaly=bool(row["is_anomaly"]))
+
+
+_ONE_ROW_CONVERTERS: dict[str, Callable[[dict[str, Any]], RowPrediction]] = {
+    "category": category_prediction,
+    "amount": amount_prediction,
+    "anomaly": anomaly_prediction,
+}
+
+
+def _one(
+    request: Request, key: str, transaction: Transaction, route: Route, start: float
+) -> dict[str, Any]:
+    prediction = _predict_one(route.served, transaction)
     prediction_id = _new_id()
     latency_ms = (time.perf_counter() - start) * 1000.0
     items = [(prediction_id, _features(transaction), transaction.entity_id, prediction)]
     _record(request, route.served, route.arm, items, latency_ms)
-    _shadow(request, route, score, items)
+    _shadow(request, route, lambda loaded: [_predict_one(loaded, transaction)], items)
     return {
         **_served_by(route.served, route.arm),
         "prediction_id": prediction_id,
@@ -297,28 +341,40 @@ def _one(request: Request, store: ModelStore, key: str, transaction: Transaction
     }
 
 
+async def _answer_one(
+    request: Request, store: ModelStore, key: str, transaction: Transaction
+) -> dict[str, Any]:
+    """On the event loop when every model involved has a compiled single-row path (tens of
+    microseconds of work); in the thread pool when one must go through pandas."""
+    start = time.perf_counter()
+    route = _route(request, store, key, transaction.entity_id)
+    if route.served.fast is not None and (route.shadow is None or route.shadow.fast is not None):
+        return _one(request, key, transaction, route, start)
+    return await run_in_threadpool(_one, request, key, transaction, route, start)
+
+
 @router.post("/category", response_model=CategoryResponse, responses=_ERRORS)
-def predict_category(
+async def predict_category(
     request: Request, transaction: Transaction, store: ModelsDep, _: PredictKey
 ) -> dict[str, Any]:
     """Expense category of one transaction, with its probability and the top classes."""
-    return _one(request, store, "category", transaction)
+    return await _answer_one(request, store, "category", transaction)
 
 
 @router.post("/amount", response_model=AmountResponse, responses=_ERRORS)
-def predict_amount(
+async def predict_amount(
     request: Request, transaction: Transaction, store: ModelsDep, _: PredictKey
 ) -> dict[str, Any]:
     """Expected absolute amount of one transaction, with an 80% interval."""
-    return _one(request, store, "amount", transaction)
+    return await _answer_one(request, store, "amount", transaction)
 
 
 @router.post("/anomaly", response_model=AnomalyResponse, responses=_ERRORS)
-def predict_anomaly(
+async def predict_anomaly(
     request: Request, transaction: Transaction, store: ModelsDep, _: PredictKey
 ) -> dict[str, Any]:
     """Anomaly score of one transaction and whether it crosses the alert threshold."""
-    return _one(request, store, "anomaly", transaction)
+    return await _answer_one(request, store, "anomaly", transaction)
 
 
 @router.post("/cashflow", response_model=CashflowResponse, responses=_ERRORS)
