@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import typer
 
 from titans.cli._common import console, settings
@@ -29,4 +31,9 @@ def serve(
     for reason in status.reasons:
         console.print(f"  [yellow]degraded:[/yellow] {reason}", highlight=False)
     console.print(f"serving on http://{host}:{port} (Ctrl+C to stop)")
+    # Everything loaded so far (MLflow, pandas, sklearn, the models) lives as long as the
+    # server: keep it out of the cyclic GC, whose full collections would otherwise walk it
+    # all and stall requests for hundreds of milliseconds.
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)

@@ -245,6 +245,15 @@ class CategoryPredictor(FastPredictor):
             proba[:] = 1.0 / proba.size
         return proba
 
+    def top_classes(self, record: Mapping[str, Any], k: int) -> list[tuple[str, float]]:
+        """The ``k`` most likely classes with their probabilities, most likely first (ties in
+        class order, as a stable argsort of the batch output orders them); the first is the
+        prediction."""
+        proba = self.probabilities(record)
+        order = np.argsort(-proba, kind="stable")[:k].tolist()
+        values = proba.tolist()
+        return [(self.classes[i], values[i]) for i in order]
+
     def predict_one(self, record: Mapping[str, Any]) -> dict[str, Any]:
         proba = self.probabilities(record)
         best = int(proba.argmax())

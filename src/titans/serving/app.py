@@ -18,6 +18,7 @@ import titans
 from titans.config import MODEL_KEYS, Settings
 from titans.experiments.ab_testing import ABTestingFramework
 from titans.serving.auth import KeyRing
+from titans.serving.fast_lane import FastLane
 from titans.serving.metrics import ServingMetrics
 from titans.serving.model_store import ModelStore
 from titans.serving.prediction_log import PredictionLogWriter
@@ -94,6 +95,8 @@ def create_app(
     app.state.ab_testing = ab_testing
     app.state.rate_limiter = rate_limiter
     app.state.recent_predictions = RecentPredictions(settings.prediction_log_queue_size)
+    # innermost: the hot single-transaction path (titans.serving.fast_lane)
+    app.add_middleware(FastLane)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=api_metrics)  # outermost: sees every status
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -114,6 +114,7 @@ class KeyRing:
                 )
             seen[key.key_sha256] = key.name
         self._keys: tuple[ApiKey, ...] = tuple(api_keys)
+        self._identities = tuple(Identity(k.name, frozenset(k.roles)) for k in self._keys)
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -124,14 +125,12 @@ class KeyRing:
         if token is None:
             return None
         presented = hash_key(token)
-        found: ApiKey | None = None
+        found: Identity | None = None
         # every stored hash is compared, whatever matched before: constant work per request
-        for key in self._keys:
+        for key, identity in zip(self._keys, self._identities, strict=True):
             if hmac.compare_digest(presented, key.key_sha256) and found is None:
-                found = key
-        if found is None:
-            return None
-        return Identity(name=found.name, roles=frozenset(found.roles))
+                found = identity
+        return found
 
     def require(self, authorization_header: str | None, role: str) -> Identity:
         """Authenticate and authorize in one call: the identity, or Unauthenticated/Forbidden."""

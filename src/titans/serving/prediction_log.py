@@ -134,7 +134,8 @@ class PredictionLogWriter:
         self._accepting = True
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # ends a retry back-off early: stop() only
+        self._batch_ready = threading.Event()  # ends a flush interval early: full batch, stop()
         self._deadline: float | None = None
         self._pending: list[PredictionRecord] = []
         self._finished = False
@@ -167,7 +168,8 @@ class PredictionLogWriter:
         if not self._accepting:
             self._drop(1, "stopped")
             return False
-        if self._queue.qsize() >= self.queue_size:
+        size = self._queue.qsize()
+        if size >= self.queue_size:
             self._drop(1, "queue_full")
             return False
         try:
@@ -175,6 +177,8 @@ class PredictionLogWriter:
         except queue.Full:
             self._drop(1, "queue_full")
             return False
+        if size + 1 >= self.batch_size:
+            self._batch_ready.set()  # a full batch waits: flush before the interval ends
         return True
 
     def _drop(self, n: int, reason: str) -> None:
@@ -210,6 +214,7 @@ class PredictionLogWriter:
         self._deadline = time.monotonic() + timeout
         self._stopping.set()
         self._wake.set()
+        self._batch_ready.set()
         # with a full queue the writer is busy anyway: it sees the flag without the sentinel
         with contextlib.suppress(queue.Full):
             self._queue.put_nowait(_WAKE)
@@ -269,21 +274,21 @@ class PredictionLogWriter:
             self._wake.clear()
 
     def _fill(self) -> None:
-        """Move records from the queue into the pending batch until full or the interval ends."""
-        until = time.monotonic() + self.flush_interval
+        """Wait for the flush interval (or a full batch, or stop), then move queued records into
+        the pending batch.
+
+        The writer never wakes per record: a thread woken on every request would trade the
+        GIL with the request path each time, which costs more than the write itself.
+        """
         pending = self._pending
+        if not self._stopping.is_set() and self._queue.qsize() + len(pending) < self.batch_size:
+            self._batch_ready.wait(self.flush_interval)
+        self._batch_ready.clear()
         while len(pending) < self.batch_size:
-            if self._stopping.is_set():
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    return
-            else:
-                wait = until - time.monotonic()
-                try:
-                    item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
-                except queue.Empty:
-                    return
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
             if item is not _WAKE:
                 pending.append(item)
 

@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from titans.config import MODEL_KEYS, Settings
 from titans.experiments.ab_testing import ABTestingFramework, shadow_prediction_id
+from titans.models.fast import CategoryPredictor
 from titans.models.inputs import typed_frame
 from titans.serving.deps import ModelsDep, PredictKey, SettingsDep
 from titans.serving.model_store import LoadedModel, ModelStore
@@ -95,6 +96,8 @@ def _predict_one(loaded: LoadedModel, transaction: Transaction) -> RowPrediction
         (prediction,) = _ROW_CONVERTERS[loaded.key](_predict(loaded, [transaction]))
         return prediction
     try:
+        if isinstance(fast, CategoryPredictor):  # the top classes straight from the arrays
+            return category_from_top(fast.top_classes(transaction.as_row(), TOP_CLASSES))
         row = fast.predict_one(transaction.as_row())
     except Exception as exc:
         raise _unscoreable(loaded, exc) from exc
@@ -295,27 +298,40 @@ _ROW_CONVERTERS: dict[str, Callable[[pd.DataFrame], Sequence[RowPrediction]]] = 
 }
 
 
+# The single-row converters validate one dict in pydantic-core: a few microseconds, less than
+# model_construct's Python loop over fields (this is the hot path).
+
+
 def category_prediction(row: dict[str, Any]) -> CategoryPrediction:
     """:func:`category_predictions` for one output row as a dict (the compiled path's)."""
-    probas = [
-        (c.removeprefix("proba_"), float(p)) for c, p in row.items() if c.startswith("proba_")
-    ]
+    probas = [(c[len("proba_") :], float(p)) for c, p in row.items() if c.startswith("proba_")]
     top = sorted(probas, key=lambda item: -item[1])[:TOP_CLASSES]  # stable, as argsort above
-    return CategoryPrediction(
-        prediction=str(row["prediction"]),
-        probability=float(row["probability"]),
-        top_classes=[ClassProbability(category=c, probability=p) for c, p in top],
+    return category_from_top(top, label=str(row["prediction"]), probability=row["probability"])
+
+
+def category_from_top(
+    top: list[tuple[str, float]], *, label: str | None = None, probability: float | None = None
+) -> CategoryPrediction:
+    """A category prediction from the most likely classes, most likely first."""
+    return CategoryPrediction.model_validate(
+        {
+            "prediction": top[0][0] if label is None else label,
+            "probability": top[0][1] if probability is None else float(probability),
+            "top_classes": [{"category": c, "probability": p} for c, p in top],
+        }
     )
 
 
 def amount_prediction(row: dict[str, Any]) -> AmountPrediction:
-    return AmountPrediction(
-        prediction=float(row["prediction"]), lower=float(row["lower"]), upper=float(row["upper"])
+    return AmountPrediction.model_validate(
+        {"prediction": row["prediction"], "lower": row["lower"], "upper": row["upper"]}
     )
 
 
 def anomaly_prediction(row: dict[str, Any]) -> AnomalyPrediction:
-    return AnomalyPrediction(score=float(row["score"]), is_anomaly=bool(row["is_anomaly"]))
+    return AnomalyPrediction.model_validate(
+        {"score": row["score"], "is_anomaly": bool(row["is_anomaly"])}
+    )
 
 
 _ONE_ROW_CONVERTERS: dict[str, Callable[[dict[str, Any]], RowPrediction]] = {
@@ -342,39 +358,41 @@ def _one(
 
 
 async def _answer_one(
-    request: Request, store: ModelStore, key: str, transaction: Transaction
-) -> dict[str, Any]:
+    request: Request, key: str, transaction: Transaction, response: type[BaseModel]
+) -> Response:
     """On the event loop when every model involved has a compiled single-row path (tens of
-    microseconds of work); in the thread pool when one must go through pandas."""
+    microseconds of work); in the thread pool when one must go through pandas.
+
+    The body is validated and serialised here in pydantic-core (the route's ``response_model``
+    documents it); returning a Response spares FastAPI's slower second pass over it. Ordinary
+    requests rarely get here: titans.serving.fast_lane answers them before FastAPI routes.
+    """
     start = time.perf_counter()
+    store: ModelStore = request.app.state.model_store
     route = _route(request, store, key, transaction.entity_id)
     if route.served.fast is not None and (route.shadow is None or route.shadow.fast is not None):
-        return _one(request, key, transaction, route, start)
-    return await run_in_threadpool(_one, request, key, transaction, route, start)
+        body = _one(request, key, transaction, route, start)
+    else:
+        body = await run_in_threadpool(_one, request, key, transaction, route, start)
+    return Response(response.model_validate(body).model_dump_json(), media_type="application/json")
 
 
 @router.post("/category", response_model=CategoryResponse, responses=_ERRORS)
-async def predict_category(
-    request: Request, transaction: Transaction, store: ModelsDep, _: PredictKey
-) -> dict[str, Any]:
+async def predict_category(request: Request, transaction: Transaction, _: PredictKey) -> Response:
     """Expense category of one transaction, with its probability and the top classes."""
-    return await _answer_one(request, store, "category", transaction)
+    return await _answer_one(request, "category", transaction, CategoryResponse)
 
 
 @router.post("/amount", response_model=AmountResponse, responses=_ERRORS)
-async def predict_amount(
-    request: Request, transaction: Transaction, store: ModelsDep, _: PredictKey
-) -> dict[str, Any]:
+async def predict_amount(request: Request, transaction: Transaction, _: PredictKey) -> Response:
     """Expected absolute amount of one transaction, with an 80% interval."""
-    return await _answer_one(request, store, "amount", transaction)
+    return await _answer_one(request, "amount", transaction, AmountResponse)
 
 
 @router.post("/anomaly", response_model=AnomalyResponse, responses=_ERRORS)
-async def predict_anomaly(
-    request: Request, transaction: Transaction, store: ModelsDep, _: PredictKey
-) -> dict[str, Any]:
+async def predict_anomaly(request: Request, transaction: Transaction, _: PredictKey) -> Response:
     """Anomaly score of one transaction and whether it crosses the alert threshold."""
-    return await _answer_one(request, store, "anomaly", transaction)
+    return await _answer_one(request, "anomaly", transaction, AnomalyResponse)
 
 
 @router.post("/cashflow", response_model=CashflowResponse, responses=_ERRORS)
