@@ -47,6 +47,8 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 
 bench: $(STAMP)
+	@command -v wrk >/dev/null || apt-get install -y --no-install-recommends wrk || \
+		{ echo "make bench needs wrk (Debian package wrk) for the serving benchmark" >&2; exit 1; }
 	$(BIN)/python benchmarks/run_benchmarks.py $(if $(QUICK),--quick,)
 
 clean:

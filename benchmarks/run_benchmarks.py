@@ -21,7 +21,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import bench_generator, bench_model_targets, bench_training  # noqa: E402
+from benchmarks import (  # noqa: E402
+    bench_generator,
+    bench_model_targets,
+    bench_serving,
+    bench_training,
+)
 
 
 def machine() -> dict[str, Any]:
@@ -105,10 +110,38 @@ def _model_targets(quick: bool) -> list[dict[str, Any]]:
     ]
 
 
+def _serving(quick: bool) -> list[dict[str, Any]]:
+    seconds, connections = (3, (16,)) if quick else (20, (16, 64))
+    r = bench_serving.run(seconds=seconds, connections=connections)
+    rows = []
+    for q in r["ratios"]:
+        at_goal = q["connections"] == bench_serving.GOAL_CONNECTIONS
+        flag = " — flagged: errors" if q["flagged"] else ""
+        rows.append(
+            {
+                "benchmark": "serving",
+                "measure": f"{q['measure']}, {q['connections']} connections"
+                f" (anchor = {q['anchor_server']}){flag}",
+                "ours": q["ours"],
+                "anchor": q["anchor"],
+                "ratio": q["ratio"],
+                "goal": q["goal"] + ("" if at_goal else " (goal set at 16; for reference)"),
+                "met": q["met"] if not quick and at_goal else None,
+                "details": {k: q[k] for k in ("connections", "ours", "anchor", "flagged")},
+                "command": r["command"],
+            }
+        )
+    if rows:  # the whole result once, with the per-server table
+        rows[0]["details"] = r
+        rows[0]["markdown"] = bench_serving.markdown(r)
+    return rows
+
+
 BENCHMARKS: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
     "generator": _generator,
     "model targets": _model_targets,
     "training": _training,
+    "serving": _serving,
 }
 
 
@@ -124,9 +157,18 @@ def render_markdown(report: dict[str, Any]) -> str:
         "The machine is shared and noisy: compare figures of the same run, quote ratios.",
         "",
     ]
+    sections = report.get("sections", {})
     for name in report["results"]:
         rows = report["results"][name]
         lines += [f"## {name}", ""]
+        made = sections.get(name)
+        if made and made["date"] != report["date"]:  # kept from an earlier run (--only)
+            mm = made["machine"]
+            lines += [
+                f"From an earlier run: `{made['command']}` on {made['date']} "
+                f"({mm['cpu']}, {mm['cores']} cores); compare it with this section only.",
+                "",
+            ]
         if isinstance(rows, dict) and "error" in rows:
             lines += [f"**Failed**: {rows['error']}", ""]
             continue
@@ -141,6 +183,9 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"| {r['goal']} | {met} | `{r['command']}` |"
             )
         lines.append("")
+        for r in rows:  # a benchmark's own tables (e.g. serving's per-server runs)
+            if r.get("markdown"):
+                lines += [r["markdown"], ""]
         for r in rows:
             lines.append(f"- {r['measure']}: `{json.dumps(r['details'])}`")
         lines.append("")
@@ -170,17 +215,36 @@ def main() -> int:
         except Exception as exc:  # a failed comparison is reported, the others still run
             results[name] = {"error": f"{type(exc).__name__}: {exc}"}
         print(json.dumps(results[name], indent=1)[:2000], flush=True)
-    report = {
-        "command": "make bench" + (" QUICK=1" if args.quick else ""),
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "quick": args.quick,
-        "seconds": time.perf_counter() - started,
-        "machine": machine(),
-        "results": results,
-    }
+    command = "make bench" + (" QUICK=1" if args.quick else "")
+    if args.only:
+        command = f"python benchmarks/run_benchmarks.py{' --quick' if args.quick else ''} " + (
+            "--only " + " ".join(f"'{n}'" if " " in n else n for n in args.only)
+        )
+    date = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    made = {"command": command, "date": date, "machine": machine()}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     suffix = "-quick" if args.quick else ""
+    previous = out / f"benchmarks{suffix}.json"
+    kept: dict[str, Any] = {}
+    kept_sections: dict[str, Any] = {}
+    if args.only and previous.is_file():  # keep the other benchmarks' last results
+        old = json.loads(previous.read_text())
+        old_sections = old.get("sections") or {
+            name: {"command": old["command"], "date": old["date"], "machine": old["machine"]}
+            for name in old.get("results", {})
+        }
+        kept = {k: v for k, v in old.get("results", {}).items() if k not in results}
+        kept_sections = {k: old_sections[k] for k in kept if k in old_sections}
+    report = {
+        "command": command,
+        "date": date,
+        "quick": args.quick,
+        "seconds": time.perf_counter() - started,
+        "machine": made["machine"],
+        "results": {name: (results | kept)[name] for name in BENCHMARKS if name in results | kept},
+        "sections": {**kept_sections, **{name: made for name in results}},
+    }
     (out / f"benchmarks{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / f"benchmarks{suffix}.md").write_text(render_markdown(report) + "\n")
     failed = [n for n, r in results.items() if isinstance(r, dict) and "error" in r]
