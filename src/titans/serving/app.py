@@ -12,13 +12,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import titans
 from titans.config import MODEL_KEYS, Settings
 from titans.experiments.ab_testing import ABTestingFramework
 from titans.serving.auth import KeyRing
-from titans.serving.fast_lane import FastLane
+from titans.serving.fast_lane import FastLane, replay_body
 from titans.serving.metrics import ServingMetrics
 from titans.serving.model_store import ModelStore
 from titans.serving.prediction_log import PredictionLogWriter
@@ -189,17 +189,7 @@ class BodySizeLimit:
                 return
             chunks.append(chunk)
             more = bool(message.get("more_body", False))
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay_body(b"".join(chunks), receive), send)
 
     def _message(self) -> str:
         return (

@@ -62,7 +62,7 @@ class FastLane:
         body, complete = await _read_body(receive)
         if complete and await self._answer(scope, body, send):
             return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay_body(body, receive), send)
 
     async def _answer(self, scope: Scope, body: bytes, send: Send) -> bool:
         """True when the request was answered here; False to pass it on to FastAPI."""
@@ -127,7 +127,8 @@ async def _read_body(receive: Receive) -> tuple[bytes, bool]:
             return b"".join(chunks), True
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app ``body`` (already read) first, then the client's."""
     sent = False
 
     async def replay() -> Message:
