@@ -106,6 +106,72 @@ class ValidationSettings(BaseModel):
         return thresholds
 
 
+class AlertSettings(BaseModel):
+    """Alert rules, routing, retries and escalation (titans.monitoring.alerts).
+
+    Slack, PagerDuty and SMTP are the top-level settings (TITANS_SLACK_WEBHOOK_URL, ...);
+    this block holds the rest, e.g. TITANS_ALERTS__WEBHOOK_URL or
+    TITANS_ALERTS__ESCALATION_AFTER_SECONDS.
+    A channel whose URL or host is not set is skipped by every route.
+    """
+
+    #: alert rules YAML; None = the rules shipped with the package (default_rules.yaml)
+    rules_path: Path | None = None
+    #: generic JSON webhook receiving every routed alert (may embed a token, hence secret)
+    webhook_url: SecretStr | None = None
+    #: base URL of a Prometheus Alertmanager (alerts are POSTed to <url>/api/v2/alerts)
+    alertmanager_url: str | None = None
+    #: link back to where an alert came from (Alertmanager's generatorURL), e.g. a dashboard
+    generator_url: str | None = None
+    #: channel names each severity is delivered to (slack, email, pagerduty, webhook,
+    #: alertmanager)
+    routes: dict[Literal["info", "warning", "critical"], list[str]] = {
+        "info": ["webhook"],
+        "warning": ["slack", "webhook", "alertmanager"],
+        "critical": ["slack", "email", "pagerduty", "webhook", "alertmanager"],
+    }
+    #: where unacknowledged critical alerts go once past their deadline
+    escalation_channels: list[str] = ["pagerduty", "email"]
+    #: how long a critical alert may stay firing and unacknowledged before it is escalated
+    escalation_after_seconds: float = Field(default=900.0, gt=0)
+    #: delivery attempts per channel and alert (1 = no retry)
+    delivery_attempts: int = Field(default=3, ge=1, le=10)
+    #: wait before the first retry; doubled for each later one
+    retry_backoff_seconds: float = Field(default=0.5, ge=0)
+    #: connect/read timeout of one HTTP or SMTP delivery
+    delivery_timeout_seconds: float = Field(default=5.0, gt=0)
+
+
+class DriftSettings(BaseModel):
+    """Drift thresholds and the automatic test choice; env e.g. TITANS_DRIFT__DRIFT_SHARE=0.3.
+
+    p-values flag almost any change at large n, so above ``large_sample_rows`` (the smaller of
+    the two samples' non-missing rows) columns are judged by distances with effect-size
+    thresholds instead of hypothesis tests.
+    """
+
+    #: a column is judged by the "large sample" tests when both samples have more rows than this
+    large_sample_rows: int = Field(default=1_000, ge=1)
+    small_sample_numeric_test: str = "ks"
+    small_sample_categorical_test: str = "chisquare"
+    large_sample_numeric_test: str = "wasserstein"
+    large_sample_categorical_test: str = "jensenshannon"
+    #: hypothesis tests (ks, chisquare): drift when p < this
+    p_value_threshold: float = Field(default=0.05, gt=0, lt=1)
+    #: Wasserstein distance in units of the reference standard deviation: drift when >= this
+    wasserstein_threshold: float = Field(default=0.1, gt=0)
+    #: Jensen–Shannon distance (natural log, 0 … 0.833): drift when >= this
+    jensenshannon_threshold: float = Field(default=0.1, gt=0)
+    #: population stability index: drift when >= this
+    psi_threshold: float = Field(default=0.1, gt=0)
+    #: equal-frequency bins of the reference for numeric PSI and Jensen–Shannon
+    histogram_bins: int = Field(default=10, ge=2, le=1_000)
+    #: dataset drift when the share of drifted columns is >= this
+    drift_share: float = Field(default=0.5, gt=0, le=1)
+    #: columns compared at once (threads; numpy and pyarrow release the GIL); 0 = one per core
+    workers: int = Field(default=0, ge=0, le=64)
+
+
 class Settings(BaseSettings):
     """Every tunable of the platform; constructors take one, or build it from the environment."""
 
@@ -135,6 +201,9 @@ class Settings(BaseSettings):
 
     # model validation gates (titans.validation)
     validation: ValidationSettings = ValidationSettings()
+
+    # data drift tests and thresholds (titans.monitoring.drift)
+    drift: DriftSettings = DriftSettings()
 
     # data validation
     max_bad_row_share: float = Field(default=0.05, ge=0, le=1)
@@ -198,6 +267,8 @@ class Settings(BaseSettings):
     alert_email_from: str = "titans-alerts@localhost"
     alert_email_to: list[str] = []
     alert_cooldown_seconds: int = 3600
+    #: rules, the other channels, routing by severity, retries and escalation
+    alerts: AlertSettings = AlertSettings()
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_outside_local(self) -> Settings:

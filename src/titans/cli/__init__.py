@@ -77,13 +77,15 @@ def _register_groups() -> None:
     from titans.cli import deploy as deploy_cmd
 
     app.add_typer(deploy_cmd.app, name="deploy")
+    from titans.cli import alerts as alerts_cmd
+
+    app.add_typer(alerts_cmd.app, name="alerts")
     for group, hint in (
         ("experiments", "the models issue"),
         ("registry", "the registry issue"),
         ("governance", "the registry issue"),
         ("db", "the registry issue"),
         ("monitor", "the monitoring issue"),
-        ("alerts", "the monitoring issue"),
         ("retrain", "the retraining issue"),
         ("scheduler", "the retraining issue"),
         ("security", "the security issue"),

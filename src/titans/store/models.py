@@ -280,3 +280,18 @@ class DecisionSample(Base):
     model_version: Mapped[str] = mapped_column(String(50))
     input_hash: Mapped[str] = mapped_column(String(64))
     output: Mapped[dict[str, Any]]
+
+
+class AlertSilence(Base):
+    """A silence: alerts whose labels match ``matchers`` are recorded but not notified until
+    ``ends_at`` (see ``titans.monitoring.alerts``)."""
+
+    __tablename__ = "alert_silences"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: label name -> exact value; an alert is silenced when every pair matches its labels
+    matchers: Mapped[dict[str, Any]]
+    starts_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ends_at: Mapped[datetime] = mapped_column(index=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text, default="")
