@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import (  # noqa: E402
+    bench_drift,
     bench_generator,
     bench_model_targets,
     bench_serving,
@@ -137,11 +138,67 @@ def _serving(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def _drift(quick: bool) -> list[dict[str, Any]]:
+    # --quick: 100k rows, and Evidently only when its venv already exists (no install in CI)
+    rows = 100_000 if quick else 1_000_000
+    r = bench_drift.run(rows=rows, install=not quick)
+    full = rows == 1_000_000
+    anchor = r["evidently_seconds"]
+    speedup = round(anchor / r["ours_seconds"], 1) if anchor else None
+    profile_speedup = round(anchor / r["profile_seconds"], 1) if anchor else None
+    verdicts = r["verdicts_agree"]
+    unavailable = "" if anchor else f" — Evidently unavailable: {r['evidently']['unavailable']}"
+    rows_out = [
+        {
+            "benchmark": "drift",
+            "measure": f"all {r['columns']} columns, {rows:,} reference × {rows:,} current rows, "
+            f"raw reference (s; anchor = Evidently DataDriftPreset, ratio = anchor / ours)"
+            f"{unavailable}",
+            "ours": r["ours_seconds"],
+            "anchor": anchor,
+            "ratio": speedup,
+            "goal": f"≥ {bench_drift.GOAL_SPEEDUP:g}× faster with the same per-column verdicts"
+            f" (verdicts agree: {verdicts})",
+            "met": (
+                bool(speedup >= bench_drift.GOAL_SPEEDUP and verdicts and r["same_tests"])
+                if full and speedup
+                else None
+            ),
+            "details": r,
+            "command": r["command"],
+            "markdown": bench_drift.markdown(r),
+        },
+        {
+            "benchmark": "drift",
+            "measure": f"same job against the stored reference profile (s; ratio = anchor / ours)"
+            f"{unavailable}",
+            "ours": r["profile_seconds"],
+            "anchor": anchor,
+            "ratio": profile_speedup,
+            "goal": f"≤ {bench_drift.GOAL_PROFILE_SECONDS:g} s"
+            f" (verdicts agree with Evidently: {r['profile_verdicts_agree']})",
+            "met": r["profile_seconds"] <= bench_drift.GOAL_PROFILE_SECONDS if full else None,
+            "details": {
+                k: r[k]
+                for k in (
+                    "profile_seconds",
+                    "profile_runs",
+                    "profile_build_seconds",
+                    "profile_verdicts_agree",
+                )
+            },
+            "command": r["command"],
+        },
+    ]
+    return rows_out
+
+
 BENCHMARKS: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
     "generator": _generator,
     "model targets": _model_targets,
     "training": _training,
     "serving": _serving,
+    "drift": _drift,
 }
 
 
