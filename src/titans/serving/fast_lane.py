@@ -82,13 +82,11 @@ class FastLane:
             return False
         key, response_model = LANE_ROUTES[scope["path"]]
         store = request.app.state.model_store
-        if store.get(key) is None:
-            return False
-        try:
+        try:  # a model that is not loaded: the FastAPI route gives its 503
             route = predict._route(request, store, key, transaction.entity_id)
         except HTTPException:
             return False
-        if route.served.fast is None or (route.shadow is not None and route.shadow.fast is None):
+        if not route.compiled:
             return False  # the FastAPI route scores it in the thread pool
         scope["route"] = _ROUTE_LABELS[scope["path"]]  # what request metrics label it with
         try:

@@ -289,7 +289,7 @@ class ModelStore:
         if not force and self._failed_versions.get(key) == version:
             return f"failed before {version}"
         try:
-            trained = self._load(name, version)
+            loaded = self._load(key, name, version, PRODUCTION_ALIAS)
         except Exception as exc:
             self.load_failures.labels(model=key).inc()
             self._failed_versions[key] = version
@@ -304,7 +304,6 @@ class ModelStore:
             )
             log.warning("%s", self._failures[key])
             return f"failed: {self._failures[key]}"
-        loaded = _loaded(key, name, version, PRODUCTION_ALIAS, trained)
         with self._swap_lock:
             models = dict(self._models)
             models[key] = loaded
@@ -314,12 +313,21 @@ class ModelStore:
         log.info("serving %s version %s", name, version)
         return f"loaded {version}"
 
-    def _load(self, name: str, version: str) -> TrainedModel:
-        """Load and warm one version; raises whatever loading or the warm-up raises."""
+    def _load(self, key: str, name: str, version: str, alias: str) -> LoadedModel:
+        """Load, warm and compile one version; raises whatever loading or the warm-up raises."""
         # the artifact's own location: loading must not depend on MLflow's global URIs
         trained = self.loader(self.client.get_model_version_download_uri(name, version))
-        warm_up(trained)
-        return trained
+        warmed = warm_up(trained)
+        return LoadedModel(
+            name=name,
+            key=key,
+            version=version,
+            alias=alias,
+            loaded_at=datetime.now(UTC),
+            flavour=flavour_of(trained),
+            trained=trained,
+            fast=compile_single_row(trained, warmed),
+        )
 
     def _wanted(self) -> dict[str, set[str]]:
         """Model key -> challenger versions the A/B tests want (production excluded)."""
@@ -350,7 +358,7 @@ class ModelStore:
             if not force and (key, version) in self._challenger_failures:
                 continue
             try:
-                trained = self._load(name, version)
+                loaded = self._load(key, name, version, CHALLENGER_ALIAS)
             except Exception as exc:
                 self.load_failures.labels(model=key).inc()
                 self._challenger_failures[(key, version)] = (
@@ -361,7 +369,6 @@ class ModelStore:
                 outcome[f"{key}@{version}"] = "failed"
                 continue
             self._challenger_failures.pop((key, version), None)
-            loaded = _loaded(key, name, version, CHALLENGER_ALIAS, trained)
             with self._swap_lock:
                 self._challengers = {**self._challengers, (key, version): loaded}
             outcome[f"{key}@{version}"] = f"loaded challenger {version}"
@@ -404,21 +411,9 @@ class ModelStore:
         self._poller = None
 
 
-def _loaded(key: str, name: str, version: str, alias: str, trained: TrainedModel) -> LoadedModel:
-    return LoadedModel(
-        name=name,
-        key=key,
-        version=version,
-        alias=alias,
-        loaded_at=datetime.now(UTC),
-        flavour=flavour_of(trained),
-        trained=trained,
-        fast=compile_single_row(trained),
-    )
-
-
-def compile_single_row(trained: TrainedModel) -> FastPredictor | None:
-    """The model's compiled single-row path, checked on the warm-up transaction.
+def compile_single_row(trained: TrainedModel, warmed: pd.DataFrame) -> FastPredictor | None:
+    """The model's compiled single-row path, checked against ``warmed``, the batch path's
+    answer to the warm-up transaction.
 
     None when the model has none, or when compiling or its warm-up answer disagrees with the
     batch path: then requests take ``trained.predict``, which is slower but always right.
@@ -427,7 +422,7 @@ def compile_single_row(trained: TrainedModel) -> FastPredictor | None:
         fast = fast_predictor(trained)
         if fast is None:
             return None
-        expected = warm_up(trained).iloc[0].to_dict()
+        expected = warmed.iloc[0].to_dict()
         got = fast.predict_one(WARMUP_TRANSACTION)
     except Exception:
         log.warning("no compiled single-row path for %s", trained.spec_name, exc_info=True)

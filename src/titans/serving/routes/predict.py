@@ -129,6 +129,12 @@ class Route:
     arm: str | None = None
     shadow: LoadedModel | None = None
 
+    @property
+    def compiled(self) -> bool:
+        """Every model this request runs has a compiled single-row path (no pandas)."""
+        shadow_ok = self.shadow is None or self.shadow.fast is not None
+        return self.served.fast is not None and shadow_ok
+
 
 def _route(request: Request, store: ModelStore, key: str, entity_id: str | None) -> Route:
     """Production, or the version a running A/B test assigns this request to.
@@ -302,13 +308,6 @@ _ROW_CONVERTERS: dict[str, Callable[[pd.DataFrame], Sequence[RowPrediction]]] = 
 # model_construct's Python loop over fields (this is the hot path).
 
 
-def category_prediction(row: dict[str, Any]) -> CategoryPrediction:
-    """:func:`category_predictions` for one output row as a dict (the compiled path's)."""
-    probas = [(c[len("proba_") :], float(p)) for c, p in row.items() if c.startswith("proba_")]
-    top = sorted(probas, key=lambda item: -item[1])[:TOP_CLASSES]  # stable, as argsort above
-    return category_from_top(top, label=str(row["prediction"]), probability=row["probability"])
-
-
 def category_from_top(
     top: list[tuple[str, float]], *, label: str | None = None, probability: float | None = None
 ) -> CategoryPrediction:
@@ -334,8 +333,8 @@ def anomaly_prediction(row: dict[str, Any]) -> AnomalyPrediction:
     )
 
 
+#: the compiled path's row for amount and anomaly (category answers from its top classes)
 _ONE_ROW_CONVERTERS: dict[str, Callable[[dict[str, Any]], RowPrediction]] = {
-    "category": category_prediction,
     "amount": amount_prediction,
     "anomaly": anomaly_prediction,
 }
@@ -370,7 +369,7 @@ async def _answer_one(
     start = time.perf_counter()
     store: ModelStore = request.app.state.model_store
     route = _route(request, store, key, transaction.entity_id)
-    if route.served.fast is not None and (route.shadow is None or route.shadow.fast is not None):
+    if route.compiled:
         body = _one(request, key, transaction, route, start)
     else:
         body = await run_in_threadpool(_one, request, key, transaction, route, start)
