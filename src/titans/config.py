@@ -172,6 +172,41 @@ class DriftSettings(BaseModel):
     workers: int = Field(default=0, ge=0, le=64)
 
 
+class MonitorSettings(BaseModel):
+    """What the ModelMonitor watches and when it calls a change; env e.g.
+    TITANS_MONITOR__LABEL_DELAY_SECONDS=86400.
+    """
+
+    #: the window `titans monitor run` / `serve` computes when none is given (1h, 30m, 1d, s)
+    window: str = "1h"
+    #: `titans monitor serve`: seconds between two monitoring passes
+    interval_seconds: float = Field(default=60.0, gt=0)
+    #: a prediction's label counts only once it is this old (labels arrive late)
+    label_delay_seconds: float = Field(default=0.0, ge=0)
+    #: fewer labelled predictions than this: realised performance is reported, never judged
+    min_labels: int = Field(default=30, ge=1)
+    #: calendar features (day_of_month, day_of_week) are compared only when the window's
+    #: transaction dates span at least this many days: a shorter window covers part of the
+    #: month (or week) by construction, which is not drift
+    calendar_min_days: int = Field(default=56, ge=1)
+    #: fewer predictions than this in a window: drift is reported, never judged
+    min_rows: int = Field(default=50, ge=1)
+    #: confidence level of every interval the monitor reports
+    confidence_level: float = Field(default=0.95, gt=0.5, lt=1)
+    #: performance degraded when the interval lies wholly this far (relative) past the baseline
+    performance_tolerance: float = Field(default=0.05, ge=0, lt=1)
+    #: prediction quality: mean top-class confidence below (1 - this) x the reference's
+    confidence_drop: float = Field(default=0.10, gt=0, lt=1)
+    #: prediction quality: anomaly flag rate above this multiple of the expected alert rate
+    anomaly_rate_factor: float = Field(default=3.0, gt=1)
+    #: prediction quality: share of invalid outputs (NaN, out of range, unknown class) tolerated
+    invalid_output_share: float = Field(default=0.0, ge=0, lt=1)
+    #: online change detector over the error stream: adwin or page_hinkley
+    change_detector: Literal["adwin", "page_hinkley"] = "adwin"
+    #: most prediction-log rows one pass reads per model (the newest are kept)
+    max_rows: int = Field(default=200_000, ge=100)
+
+
 class Settings(BaseSettings):
     """Every tunable of the platform; constructors take one, or build it from the environment."""
 
@@ -269,6 +304,8 @@ class Settings(BaseSettings):
     alert_cooldown_seconds: int = 3600
     #: rules, the other channels, routing by severity, retries and escalation
     alerts: AlertSettings = AlertSettings()
+    #: the ModelMonitor: windows, label delay, thresholds of prediction quality and performance
+    monitor: MonitorSettings = MonitorSettings()
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_outside_local(self) -> Settings:

@@ -7,13 +7,10 @@ import doctest
 import json
 import random
 import socket
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from typer.testing import CliRunner
 
+from _support.receivers import Recorder as _Recorder
+from _support.receivers import recording_server
 from titans.cli import _register_groups, app
 from titans.config import Settings
 from titans.errors import ConfigError, InputError
@@ -41,50 +40,6 @@ START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 # ---------------------------------------------------------------- local receivers
 
 
-@dataclass(frozen=True)
-class Received:
-    path: str
-    content_type: str
-    body: Any
-
-
-class _Recorder(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.received: list[Received] = []
-        self.status: dict[str, int] = {}
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def bodies(self, path: str) -> list[Any]:
-        with self.lock:
-            return [r.body for r in self.received if r.path == path]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Recorder
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", "0"))
-        raw = self.rfile.read(length)
-        kind = self.headers.get("Content-Type", "")
-        with self.server.lock:
-            self.server.received.append(Received(self.path, kind, json.loads(raw)))
-        code = self.server.status.get(self.path, 202 if self.path == "/pagerduty" else 200)
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(b'{"status": "ok"}' if code < 300 else b'{"error": "boom"}')
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 class _Mailbox:
     def __init__(self, port: int) -> None:
         self.port = port
@@ -103,15 +58,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def receiver() -> Iterator[_Recorder]:
-    server = _Recorder()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with recording_server() as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture

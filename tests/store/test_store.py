@@ -33,6 +33,8 @@ from titans.store.models import (
     Base,
     Feedback,
     Lock,
+    MonitoringResult,
+    MonitorMetric,
     Prediction,
 )
 
@@ -47,6 +49,8 @@ TABLES = {
     "alerts",
     "ab_tests",
     "decision_samples",
+    "alert_silences",
+    "monitor_metrics",
 }
 
 
@@ -298,3 +302,14 @@ def test_lock_can_be_taken_through_a_session(store: Store) -> None:
         assert row is not None and row.token == held.token
     with store.session() as session:
         assert session.get(Lock, "m") is None
+
+
+def test_monitor_verdicts_and_kinds_are_constrained(store: Store) -> None:
+    now = datetime.now(UTC)
+    with store.session() as s:  # the kind added by migration 0003 is accepted
+        s.add(MonitoringResult(ts=now, model_name="m", kind="prediction_quality", result={}))
+        s.add(MonitorMetric(ts=now, model_name="m", kind="data_drift", metric="x", verdict="ok"))
+    with pytest.raises(IntegrityError), store.session() as s:
+        s.add(MonitorMetric(ts=now, model_name="m", kind="data_drift", metric="x", verdict="meh"))
+    with pytest.raises(IntegrityError), store.session() as s:
+        s.add(MonitoringResult(ts=now, model_name="m", kind="vibes", result={}))

@@ -80,6 +80,9 @@ def _register_groups() -> None:
     from titans.cli import alerts as alerts_cmd
 
     app.add_typer(alerts_cmd.app, name="alerts")
+    from titans.cli import monitor as monitor_cmd
+
+    app.add_typer(monitor_cmd.app, name="monitor")
     for group, hint in (
         ("experiments", "the models issue"),
         ("registry", "the registry issue"),

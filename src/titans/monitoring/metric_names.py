@@ -172,6 +172,86 @@ PREDICTIONS_PER_HOUR = MetricName(
     "titans_predictions_per_hour", "gauge", "Predictions requested in the last hour."
 )
 
+# ---- titans.monitoring.model_monitor.ModelMonitor (every result, by model, kind and metric)
+MONITOR_VALUE = MetricName(
+    "titans_monitor_value",
+    "gauge",
+    "Latest value of each metric the model monitor computes, by model, kind and metric.",
+    ("model", "kind", "metric"),
+)
+MONITOR_THRESHOLD = MetricName(
+    "titans_monitor_threshold",
+    "gauge",
+    "Threshold the model monitor judged each metric against, by model, kind and metric.",
+    ("model", "kind", "metric"),
+)
+MONITOR_BREACH = MetricName(
+    "titans_monitor_breach",
+    "gauge",
+    "1 when the metric's latest verdict is a breach, else 0, by model, kind and metric.",
+    ("model", "kind", "metric"),
+)
+FEATURE_DRIFT_SCORE = MetricName(
+    "titans_feature_drift_score",
+    "gauge",
+    "Drift score of one input feature against the model's reference profile, by test.",
+    ("model", "feature", "test"),
+)
+FEATURE_DRIFTED = MetricName(
+    "titans_feature_drifted",
+    "gauge",
+    "1 when the feature drifted from the reference profile in the latest window, else 0.",
+    ("model", "feature"),
+)
+ESTIMATED_ACCURACY = MetricName(
+    "titans_estimated_accuracy",
+    "gauge",
+    "Accuracy estimated from calibrated confidences, before labels arrive (CBPE), by model.",
+    ("model",),
+)
+REALISED_ACCURACY = MetricName(
+    "titans_realised_accuracy",
+    "gauge",
+    "Accuracy on labelled feedback whose labels were due in the latest window, by model.",
+    ("model",),
+)
+ERROR_STREAM_CHANGES = MetricName(
+    "titans_error_stream_changes",
+    "gauge",
+    "Changes the online detector found in a model's error stream in the latest window.",
+    ("model",),
+)
+MONITOR_PREDICTIONS = MetricName(
+    "titans_monitor_window_predictions",
+    "gauge",
+    "Predictions in the latest monitoring window, by model.",
+    ("model",),
+)
+MONITOR_RUNS = MetricName(
+    "titans_monitor_runs",
+    "counter",
+    "Monitoring passes, by model and outcome (ok, failed).",
+    ("model", "outcome"),
+)
+MONITOR_LAST_RUN = MetricName(
+    "titans_monitor_last_run_timestamp_seconds",
+    "gauge",
+    "Unix time the latest monitoring pass of a model finished.",
+    ("model",),
+)
+PROCESS_CPU_PERCENT = MetricName(
+    "titans_process_cpu_percent",
+    "gauge",
+    "CPU use of a watched process (psutil), percent of one core, by process.",
+    ("process",),
+)
+PROCESS_MEMORY_BYTES = MetricName(
+    "titans_process_memory_bytes",
+    "gauge",
+    "Resident memory of a watched process (psutil), by process.",
+    ("process",),
+)
+
 # ---- titans.monitoring.metrics_collector.MetricsCollector
 PREDICTION_TIME = MetricName(
     "titans_prediction_time_seconds",

@@ -198,7 +198,9 @@ class MonitoringResult(Base):
     __tablename__ = "monitoring_results"
     __table_args__ = (
         CheckConstraint(
-            "kind IN ('data_drift', 'concept_drift', 'data_quality', 'performance')", name="kind"
+            "kind IN ('data_drift', 'concept_drift', 'data_quality', 'performance', "
+            "'prediction_quality')",
+            name="kind",
         ),
         Index("ix_monitoring_results_model_kind_ts", "model_name", "kind", "ts"),
     )
@@ -212,6 +214,34 @@ class MonitoringResult(Base):
     window_end: Mapped[datetime | None]
     result: Mapped[dict[str, Any]]
     drifted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class MonitorMetric(Base):
+    """One metric a monitor computed for one model and window: value, threshold and verdict.
+
+    ``verdict`` is ``ok`` or ``breach`` when the metric was judged, ``insufficient`` when the
+    window held too little data to judge it, ``unavailable`` when it could not be computed.
+    """
+
+    __tablename__ = "monitor_metrics"
+    __table_args__ = (
+        CheckConstraint(
+            "verdict IN ('ok', 'breach', 'insufficient', 'unavailable')", name="verdict"
+        ),
+        Index("ix_monitor_metrics_model_metric_ts", "model_name", "metric", "ts"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ts: Mapped[datetime] = mapped_column(index=True)
+    window_start: Mapped[datetime | None]
+    window_end: Mapped[datetime | None]
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str | None] = mapped_column(String(50))
+    kind: Mapped[str] = mapped_column(String(20))
+    metric: Mapped[str] = mapped_column(String(100))
+    value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    verdict: Mapped[str] = mapped_column(String(16))
 
 
 class Alert(Base):

@@ -58,6 +58,8 @@ class AlertText:
     threshold: str
     action: str
     message: str
+    #: context the alert carries beyond its identity, e.g. ``drifted features: amount, ...``
+    context: str = ""
 
     def facts(self) -> str:
         """One line with the model, the metric, its value and the threshold."""
@@ -68,7 +70,13 @@ class AlertText:
 
     def body(self) -> str:
         """The full plain-text message."""
-        lines = [self.headline, self.message, self.facts(), f"what to do: {self.action}"]
+        lines = [
+            self.headline,
+            self.message,
+            self.facts(),
+            self.context,
+            f"what to do: {self.action}",
+        ]
         return "\n".join(line for line in lines if line)
 
 
@@ -98,7 +106,19 @@ def describe(note: Notification) -> AlertText:
         threshold=threshold,
         action=action,
         message=str(d.get("message") or ""),
+        context=_annotations(d.get("annotations")),
     )
+
+
+def _annotations(annotations: Any) -> str:
+    """``key: value`` pairs of an alert's annotations on one line (lists joined by commas)."""
+    if not isinstance(annotations, dict) or not annotations:
+        return ""
+    parts = []
+    for key, value in annotations.items():
+        text = ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+        parts.append(f"{str(key).replace('_', ' ')}: {text}")
+    return " | ".join(parts)
 
 
 def _iso(ts: datetime) -> str:

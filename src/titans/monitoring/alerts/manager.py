@@ -269,8 +269,13 @@ class AlertManager:
         labels: Mapping[str, Any] | None = None,
         *,
         now: datetime | None = None,
+        annotations: Mapping[str, Any] | None = None,
     ) -> list[AlertEvent]:
         """Feed one observation of a metric to every rule on it (or to one rule); one event each.
+
+        ``annotations`` (e.g. the drifted features) travel with an alert this call opens, in
+        its details and notifications, without being part of its identity (the fingerprint is
+        the rule and ``labels``), so a changing annotation never splits one alert into many.
 
         >>> from titans.store import Store
         >>> manager = AlertManager(Settings(), Store(url="sqlite://"), channels={})
@@ -292,12 +297,18 @@ class AlertManager:
         clean = {str(k): str(v) for k, v in (labels or {}).items()}
         when = now or self._clock()
         with self._lock:
-            events = [self._evaluate_rule(rule, float(value), clean, when) for rule in rules]
+            extra = dict(annotations or {})
+            events = [self._evaluate_rule(rule, float(value), clean, when, extra) for rule in rules]
             self.check_escalations(when)
             return events
 
     def _evaluate_rule(
-        self, rule: AlertRule, value: float, labels: dict[str, str], now: datetime
+        self,
+        rule: AlertRule,
+        value: float,
+        labels: dict[str, str],
+        now: datetime,
+        annotations: dict[str, Any] | None = None,
     ) -> AlertEvent:
         all_labels = {**rule.labels, **labels}
         fp = rule_fingerprint(rule.name, all_labels)
@@ -314,14 +325,14 @@ class AlertManager:
             if track.alert_id is None:
                 if track.breaches < rule.for_evaluations:
                     return AlertEvent(state="pending", **base)
-                alert_id = self._open_rule_alert(rule, value, all_labels, fp, now)
+                alert_id = self._open_rule_alert(rule, value, all_labels, fp, now, annotations)
                 track.alert_id, track.notified = alert_id, False
                 return self._notify_if_due(rule, track, alert_id, "firing", now, base)
             row = self._touch(track.alert_id, value, now)
             if row is None or row.status == "resolved":  # closed elsewhere: start over
                 track.alert_id = None
                 track.breaches = 0
-                return self._evaluate_rule(rule, value, labels, now)
+                return self._evaluate_rule(rule, value, labels, now, annotations)
             if row.status == "acknowledged":
                 return AlertEvent(state="firing", alert_id=track.alert_id, **base)
             return self._notify_if_due(rule, track, track.alert_id, "reminder", now, base)
@@ -365,7 +376,13 @@ class AlertManager:
         return track
 
     def _open_rule_alert(
-        self, rule: AlertRule, value: float, labels: dict[str, str], fp: str, now: datetime
+        self,
+        rule: AlertRule,
+        value: float,
+        labels: dict[str, str],
+        fp: str,
+        now: datetime,
+        annotations: dict[str, Any] | None = None,
     ) -> int:
         model = labels.get("model_name") or labels.get("model")
         title = f"{rule.name} - {model}" if model else rule.name
@@ -381,6 +398,7 @@ class AlertManager:
             "action": rule.action,
             "labels": {"alertname": rule.name, "severity": rule.severity, **labels},
             "started_at": now.isoformat(),
+            **({"annotations": annotations} if annotations else {}),
         }
         return self._insert(fp, title, rule.severity, details, now)
 
