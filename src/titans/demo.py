@@ -1,7 +1,13 @@
-"""The demo loop: one pass of data → validate → train → register on synthetic data.
+"""The demo loop: data → validate → train → promote → serve live traffic → monitor → alert.
+
+120 days of synthetic transactions are generated with a drift injected from day 90 (pricier
+expenses, a payment-method shift, merchants never seen before). The models are trained on the
+first 60 days and promoted through their gates; a real API process then serves days 60–119 as
+live traffic, a week at a time, the actual outcomes arriving days later as feedback. After
+each week the ModelMonitor judges that week's window of the prediction log, and the alert
+rules decide whom to tell: here a local webhook receiver (and the console, through the CLI).
 
 Library code: it yields step results and never prints; `titans demo` renders them.
-Later stages of the loop (promotion, serving, monitoring, retraining) append steps here.
 """
 
 from __future__ import annotations
@@ -9,9 +15,32 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
 from titans.config import Settings
+
+#: the generated period and the drift injected into its last month
+START = date(2024, 1, 1)
+DAYS = 120
+TRAIN_DAYS = 60
+DRIFT_DAY = 90
+DRIFTS = (
+    "amount_inflation@{day}:1.5",
+    "payment_mix_shift@{day}:0.5",
+    "new_merchants@{day}:0.3",
+)
+#: replayed as live traffic, in windows of WINDOW_DAYS; labels arrive FEEDBACK_DELAY_DAYS late
+REPLAY_FIRST_DAY = 60
+WINDOW_DAYS = 7
+FEEDBACK_DELAY_DAYS = 3
+MONITORED_MODELS = ("category", "amount", "anomaly")
+
+
+def drift_specs() -> list[str]:
+    """The drift scenarios of the demo, starting on DRIFT_DAY."""
+    first = (START + timedelta(days=DRIFT_DAY)).isoformat()
+    return [spec.format(day=first) for spec in DRIFTS]
 
 
 @dataclass
@@ -43,10 +72,14 @@ def _generate(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
     from titans.data.io import write_transactions
     from titans.data.synth import generate
 
-    frame = generate(ctx.rows, seed=ctx.seed)
+    frame = generate(ctx.rows, seed=ctx.seed, start=START, days=DAYS, drifts=drift_specs())
     path = write_transactions(frame, ctx.settings.ensure_home() / "data" / "demo_export.csv")
     ctx.values["export_path"] = path
-    return f"{len(frame):,} transactions → {path}", {"rows": len(frame), "path": str(path)}
+    return (
+        f"{len(frame):,} transactions over {DAYS} days, drift injected from day {DRIFT_DAY} "
+        f"({', '.join(d.split('@')[0] for d in DRIFTS)}) → {path}",
+        {"rows": len(frame), "path": str(path), "drifts": drift_specs()},
+    )
 
 
 def _validate(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
@@ -72,10 +105,14 @@ def _validate(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
 
 
 def _train(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
+    import pandas as pd
+
     from titans.models.train import train_models
 
+    frame = ctx.values["frame"]
+    cutoff = pd.Timestamp(START + timedelta(days=TRAIN_DAYS))
     results = train_models(
-        ctx.values["frame"],
+        frame[pd.to_datetime(frame["date"]) < cutoff],
         seed=ctx.seed,
         settings=ctx.settings,
         data_source=str(ctx.values["export_path"]),
@@ -86,7 +123,10 @@ def _train(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
     if losers:
         raise RuntimeError(f"models did not beat their baselines: {', '.join(losers)}")
     names = ", ".join(f"{r.registered_name} v{r.version}" for r in results)
-    return f"registered {names}", {"models": [r.to_dict() for r in results]}
+    return (
+        f"trained on days 0–{TRAIN_DAYS - 1}, registered {names}",
+        {"models": [r.to_dict() for r in results]},
+    )
 
 
 def _promote(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
@@ -109,6 +149,223 @@ def _promote(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
     return f"in production: {', '.join(promoted)}", {"production": promoted}
 
 
+def _wait_for_log(ctx: DemoContext, window: Any, models: tuple[str, ...]) -> None:
+    """Wait (bounded) until the API's prediction log holds every prediction of ``window``."""
+    from sqlalchemy import func, select
+
+    from titans.store import Store
+    from titans.store.models import Prediction
+
+    store = ctx.values.setdefault("store", Store(ctx.settings))
+    wanted = sum(window.predictions.get(m, 0) for m in models)
+    deadline = time.monotonic() + 30
+    while True:
+        with store.session() as session:
+            count = session.scalar(
+                select(func.count())
+                .select_from(Prediction)
+                .where(Prediction.ts >= window.start, Prediction.ts <= window.end)
+            )
+        if int(count or 0) >= wanted or time.monotonic() > deadline:
+            return
+        time.sleep(0.2)
+
+
+def _serve_and_monitor(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
+    """Serve days 60–119 through a real API, a week at a time, monitoring each week."""
+    import httpx
+
+    from titans.monitoring.alerts import AlertManager
+    from titans.monitoring.alerts.channels import WebhookChannel
+    from titans.monitoring.model_monitor import ModelMonitor
+    from titans.monitoring.replay import LocalReceiver, TrafficReplayer
+    from titans.serving.auth import generate_api_key
+    from titans.serving.process import ApiProcess
+    from titans.store import Store
+
+    settings = ctx.settings
+    raw, key = generate_api_key("demo-replay", ["predict"])
+    env = {
+        "TITANS_HOME": str(settings.home_dir),
+        "TITANS_API_KEYS": f"[{key.model_dump_json()}]",
+        "TITANS_RATE_LIMIT_PER_SECOND": "100000",
+        "TITANS_RATE_LIMIT_BURST": "100000",
+        "TITANS_PREDICTION_LOG_FLUSH_SECONDS": "0.1",
+        "TITANS_MODEL_POLL_SECONDS": "2",
+    }
+    if settings.tracking_uri_override:
+        env["TITANS_TRACKING_URI"] = settings.tracking_uri_override
+    if settings.database_url_override:
+        env["TITANS_DATABASE_URL"] = settings.database_url_override
+    receiver = LocalReceiver()
+    store = Store(settings)
+    windows: list[dict[str, Any]] = []
+    alerts: list[dict[str, Any]] = []
+    log_path = settings.home_dir / "logs" / "demo-api.log"
+    with receiver, ApiProcess(env, log_path=log_path) as api:
+        ctx.on_progress(f"API pid {api.pid} ready at {api.url}")
+        manager = AlertManager(
+            settings,
+            store,
+            channels={"webhook": WebhookChannel(receiver.url, timeout=5.0)},
+        )
+        monitor = ModelMonitor(settings, store=store, alert_manager=manager)
+        with TrafficReplayer(
+            api.url,
+            raw,
+            ctx.values["frame"],
+            start_date=START,
+            feedback_delay_days=FEEDBACK_DELAY_DAYS,
+        ) as replayer:
+            for first in range(REPLAY_FIRST_DAY, DAYS, WINDOW_DAYS):
+                last = min(first + WINDOW_DAYS, DAYS) - 1
+                ctx.on_progress(f"replaying days {first}–{last} through {api.url}")
+                window = replayer.replay(first, last, MONITORED_MODELS)
+                _wait_for_log(ctx, window, MONITORED_MODELS)
+                row: dict[str, Any] = {
+                    "days": window.label,
+                    "first_date": window.first_date.isoformat(),
+                    "last_date": window.last_date.isoformat(),
+                    "predictions": sum(window.predictions.values()),
+                    "feedback": window.feedback,
+                    "failed": window.failed,
+                    "start": window.start.isoformat(),
+                    "end": window.end.isoformat(),
+                }
+                for model in MONITORED_MODELS:
+                    ctx.on_progress(f"monitoring {model}, {window.label}")
+                    report = monitor.run_window(model, start=window.start, end=window.end)
+                    figures = _figures(report)
+                    row[model] = figures
+                    for event in report.alerts:
+                        if event["notified"]:
+                            alerts.append({**event, "model": model, "days": window.label})
+                windows.append(row)
+            health = httpx.get(f"{api.url}/ready", timeout=5).status_code
+            failures = list(replayer.failures)
+            sent, feedback = replayer.sent, replayer.feedback_sent
+    ctx.values.update(
+        windows=windows, alerts=alerts, received=receiver.alerts(), replay_failures=failures
+    )
+    if failures:
+        raise RuntimeError(f"{len(failures)} replayed requests failed, first: {failures[0]}")
+    return (
+        f"{sent:,} predictions and {feedback:,} late labels over days {REPLAY_FIRST_DAY}–"
+        f"{DAYS - 1} in {len(windows)} windows, 0 failed requests, API /ready {health}",
+        {"windows": windows, "predictions": sent, "feedback": feedback, "failed": 0},
+    )
+
+
+def _figures(report: Any) -> dict[str, Any]:
+    """The headline figures of one model's window, as computed."""
+    out: dict[str, Any] = {
+        "predictions": report.predictions,
+        "drifted_features": report.drifted_features,
+    }
+    for result in report.results:
+        for m in result.metrics:
+            if m.metric in (
+                "drift_share",
+                "estimated_accuracy",
+                "realised_accuracy",
+                "realised_mae",
+                "error_stream_changes",
+                "anomaly_rate",
+            ):
+                out[m.metric] = {"value": m.value, "verdict": m.verdict, "threshold": m.threshold}
+    return out
+
+
+def _drift_detected(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
+    """The first window whose inputs drifted, and which features; none before the drift day."""
+    windows = ctx.values["windows"]
+    drift_date = (START + timedelta(days=DRIFT_DAY)).isoformat()
+    early = [
+        w["days"]
+        for w in windows
+        if w["last_date"] < drift_date
+        and any(w[m]["drift_share"]["verdict"] == "breach" for m in MONITORED_MODELS)
+    ]
+    if early:
+        raise RuntimeError(f"drift reported before day {DRIFT_DAY}: {', '.join(early)}")
+    for w in windows:
+        breached = {
+            m: w[m]["drifted_features"]
+            for m in MONITORED_MODELS
+            if w[m]["drift_share"]["verdict"] == "breach"
+        }
+        if breached:
+            category = w["category"]
+            before = windows[0]["category"].get("estimated_accuracy", {}).get("value")
+            now = category.get("estimated_accuracy", {}).get("value")
+            shares = ", ".join(f"{m} {w[m]['drift_share']['value']:.0%}" for m in breached)
+            features = sorted({f for fs in breached.values() for f in fs})
+            detail = (
+                f"{w['days']} ({w['first_date']} – {w['last_date']}): drift share {shares}; "
+                f"drifted features: {', '.join(features)}"
+            )
+            if before is not None and now is not None:
+                detail += f"; category accuracy estimated without labels {before:.3f} → {now:.3f}"
+            return detail, {
+                "window": w["days"],
+                "features": features,
+                "drifted_models": list(breached),
+            }
+    raise RuntimeError("the monitor did not detect the injected drift in any window")
+
+
+def _alert_delivered(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
+    """The drift alert reached the webhook receiver (and only once per alert)."""
+    received = ctx.values["received"]
+    drift_alerts = [
+        a for a in ctx.values["alerts"] if a["metric"] == "drift_share" and a["state"] == "firing"
+    ]
+    if not drift_alerts:
+        raise RuntimeError("no drift alert fired")
+    invalid = [r for r in received if not r.valid]
+    if invalid:
+        raise RuntimeError(f"{len(invalid)} payloads at the receiver lack the webhook fields")
+    payloads = [r.body for r in received if r.body.get("metric") == "drift_share"]
+    if not payloads:
+        raise RuntimeError("the drift alert was not delivered to the webhook receiver")
+    fingerprints = [p["fingerprint"] for p in payloads if p["status"] == "firing"]
+    if len(fingerprints) != len(set(fingerprints)):
+        raise RuntimeError("an alert was delivered more than once while firing")
+    first = payloads[0]
+    return (
+        f"{first['title']} ({first['severity']}) delivered to the webhook receiver in "
+        f"{drift_alerts[0]['days']}; {len(received)} notification(s) received in all, "
+        f"each alert once",
+        {
+            "alerts": drift_alerts,
+            "received": [r.body for r in received],
+            "text": first["text"],
+        },
+    )
+
+
+def _report(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
+    from datetime import datetime
+
+    from titans.monitoring.model_monitor import ModelMonitor
+    from titans.monitoring.report import write_report
+
+    windows = ctx.values["windows"]
+    monitor = ModelMonitor(ctx.settings)
+    data = monitor.build_report(
+        "category",
+        start=datetime.fromisoformat(windows[-2]["start"]),
+        end=datetime.fromisoformat(windows[-1]["end"]),
+    )
+    path = write_report(data, ctx.settings.home_dir / "reports" / "demo-monitoring.html")
+    drifted = (data.get("drift") or {}).get("drifted_features") or []
+    return (
+        f"{path} (category, last two weeks: {data['predictions']:,} predictions, "
+        f"drifted: {', '.join(drifted) or 'none'})",
+        {"report": str(path)},
+    )
+
+
 def _audit(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
     from titans.governance.audit import AuditLogger
 
@@ -129,6 +386,10 @@ STEPS: list[tuple[str, Step]] = [
     ("validate data", _validate),
     ("train + register", _train),
     ("validate + approve + promote", _promote),
+    ("serve + replay + monitor", _serve_and_monitor),
+    ("drift detected", _drift_detected),
+    ("alert delivered", _alert_delivered),
+    ("monitoring report", _report),
     ("audit chain", _audit),
 ]
 
@@ -158,6 +419,9 @@ def run_demo(
             return
         yield StepResult(name, True, detail, time.perf_counter() - started, data)
     ctx.values.pop("frame", None)
+    store = ctx.values.pop("store", None)
+    if store is not None:
+        store.dispose()
 
 
 def demo_context_results(results: list[StepResult]) -> dict[str, Any]:

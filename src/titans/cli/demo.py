@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from rich.panel import Panel
 from rich.table import Table
 
 from titans.cli._common import console, settings
@@ -13,7 +16,7 @@ def demo(
     rows: int | None = typer.Option(None, "--rows", help="Synthetic rows (default: ci_rows)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (default from settings)."),
 ) -> None:
-    """Run generate → validate → train → register once and print a summary."""
+    """Run the loop once: generate → validate → train → promote → serve → monitor → alert."""
     s = settings()
     console.rule("[bold]Titans MLOps demo")
     console.print(f"home: {s.home_dir}   tracking: {s.tracking_uri}")
@@ -26,6 +29,7 @@ def demo(
                 f"{mark} [bold]{result.name}[/bold] ({result.seconds:.1f} s): {result.detail}"
             )
             status.update(f"step {len(results) + 1}/{len(STEPS)}")
+            _print_step_extras(result)
     _print_models(results)
     ok = len(results) == len(STEPS) and all(r.ok for r in results)
     console.print(_summary(results))
@@ -47,6 +51,47 @@ def _summary(results: list[StepResult]) -> Table:
         if name not in done:
             table.add_row(name, "[yellow]not run[/yellow]", "")
     return table
+
+
+def _fmt(figure: dict[str, Any] | None, spec: str = ".3f") -> str:
+    if not figure or figure.get("value") is None:
+        return "–"
+    text = format(figure["value"], spec)
+    return f"[bold red]{text}[/bold red]" if figure.get("verdict") == "breach" else text
+
+
+def _print_step_extras(result: StepResult) -> None:
+    """The replay's windows as a table, and the alert as the console channel shows it."""
+    windows = result.data.get("windows")
+    if windows:
+        table = Table(title="Live traffic, a window a week (category model unless named)")
+        for column in (
+            "days",
+            "predictions",
+            "labels",
+            "drift share",
+            "est. accuracy",
+            "real accuracy",
+            "amount MAE",
+            "drifted features (category)",
+        ):
+            table.add_column(column)
+        for w in windows:
+            category = w["category"]
+            table.add_row(
+                w["days"],
+                f"{w['predictions']:,}",
+                f"{w['feedback']:,}",
+                _fmt(category.get("drift_share"), ".0%"),
+                _fmt(category.get("estimated_accuracy")),
+                _fmt(category.get("realised_accuracy")),
+                _fmt(w["amount"].get("realised_mae"), ".1f"),
+                ", ".join(category["drifted_features"]) or "none",
+            )
+        console.print(table)
+    text = result.data.get("text")
+    if text:
+        console.print(Panel(text, title="alert (console channel)", border_style="yellow"))
 
 
 def _print_models(results: list[StepResult]) -> None:
