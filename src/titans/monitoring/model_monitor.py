@@ -55,6 +55,8 @@ Kind = Literal["data_drift", "concept_drift", "data_quality", "performance", "pr
 
 MODEL_KEYS = ("category", "amount", "anomaly", "cashflow")
 EVALUATION_FILENAME = "evaluation.json"
+#: an amount error this many times the validation MAE is a "big miss" for the change detector
+BIG_MISS = 2.0
 #: features a window shorter than ``calendar_min_days`` covers only partly by construction
 CALENDAR_COLUMNS = ("day_of_month", "day_of_week")
 #: the longest window a pass reads (about 27 years)
@@ -652,7 +654,15 @@ class ModelMonitor:
                 )
             )
         if errors is not None:
-            verdicts.append(self._change_points(errors, details))
+            stream = errors
+            if ref.key == "amount":
+                # ADWIN's bound holds for values in [0, 1]: the detector watches the share of
+                # big misses (beyond BIG_MISS × the validation MAE), not raw currency errors
+                mae = ref.metrics.get("mae")
+                scale = BIG_MISS * mae if mae and mae > 0 else float(np.median(errors) or 1.0)
+                stream = (errors > scale).astype(np.float64)
+                details["error_stream"] = f"share of errors above {scale:.4g}"
+            verdicts.append(self._change_points(stream, details))
         return self._result("concept_drift", ref, verdicts, details, window)
 
     def _judge_accuracy(

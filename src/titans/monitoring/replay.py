@@ -116,8 +116,12 @@ class ReplayWindow:
         return f"days {self.first_day}–{self.last_day}"
 
 
-def _body(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Transactions in the API's JSON shape (vectorised column conversion, then records)."""
+def _body(frame: pd.DataFrame, *, with_category: bool) -> list[dict[str, Any]]:
+    """Transactions in the API's JSON shape (vectorised column conversion, then records).
+
+    The category is an input of the amount and anomaly models, and the label of the category
+    model: that one is never sent it.
+    """
     out = pd.DataFrame(
         {
             "date": pd.to_datetime(frame["date"]).dt.strftime("%Y-%m-%d"),
@@ -129,6 +133,8 @@ def _body(frame: pd.DataFrame) -> list[dict[str, Any]]:
             "status": frame["status"].astype(object),
         }
     )
+    if with_category:
+        out["category"] = frame["category"].astype(object)
     out = out.astype(object).where(out.notna(), None)
     return list(out.to_dict("records"))  # type: ignore[arg-type]
 
@@ -181,7 +187,10 @@ class TrafficReplayer:
         ids: list[str] = []
         for begin in range(0, len(rows), self.batch_size):
             chunk = rows.iloc[begin : begin + self.batch_size]
-            response = self._post("/predict/batch", {"model": model, "transactions": _body(chunk)})
+            response = self._post(
+                "/predict/batch",
+                {"model": model, "transactions": _body(chunk, with_category=model != "category")},
+            )
             if response is None:
                 ids.extend([""] * len(chunk))
                 continue
