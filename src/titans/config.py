@@ -189,6 +189,8 @@ class MonitorSettings(BaseModel):
     #: transaction dates span at least this many days: a shorter window covers part of the
     #: month (or week) by construction, which is not drift
     calendar_min_days: int = Field(default=56, ge=1)
+    #: data quality: the DataQualityMonitor's 0-1 score of a window's inputs below this
+    min_quality_score: float = Field(default=0.9, ge=0, le=1)
     #: fewer predictions than this in a window: drift is reported, never judged
     min_rows: int = Field(default=50, ge=1)
     #: confidence level of every interval the monitor reports

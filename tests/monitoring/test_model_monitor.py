@@ -194,6 +194,7 @@ def test_every_result_is_stored_and_exported_as_gauges(traffic: Traffic) -> None
     assert kinds["data_drift"] is True
     assert set(kinds) == {
         "data_drift",
+        "data_quality",
         "prediction_quality",
         "performance",
         "concept_drift",
@@ -329,6 +330,36 @@ def test_drift_alert_is_delivered_once_with_the_drifted_features(traffic: Traffi
     assert "titans-category" in body
 
 
+def test_data_quality_of_the_inputs_is_judged_and_exported(traffic: Traffic) -> None:
+    monitor = _monitor(traffic)
+    report = monitor.run_window(
+        "category", start=traffic.after[0], end=traffic.after[1], store_results=False
+    )
+    quality = report.result("data_quality")
+    assert quality is not None
+    score = quality.metric("quality_score")
+    assert score is not None and score.verdict == "ok" and score.value >= 0.9  # type: ignore[operator]
+    # the category is the label of this model, never an input: not counted as missing
+    assert "category" not in quality.details["quality"]["completeness"]
+    samples = _samples(monitor.export_metrics())
+    key = ("titans_data_quality_score", (("dataset", "titans-category"),))
+    assert samples[key] == pytest.approx(score.value)
+
+    data = monitor.load_window("category", *traffic.after)
+    broken = data.inputs.copy()
+    blank = np.arange(len(broken)) % 2 == 0
+    broken.loc[blank, "description"] = None
+    broken.loc[blank, "reference"] = None
+    faulty = monitor.monitor_data_quality("category", broken)
+    missing = faulty.metric("missing_share")
+    assert missing is not None and missing.value == pytest.approx(
+        2 * blank.sum() / (len(broken) * 7)  # 6 required columns + payment_method (expenses)
+    )
+    worse = faulty.metric("quality_score")
+    assert worse is not None and worse.value < score.value  # type: ignore[operator]
+    assert (worse.verdict == "breach") == (worse.value < worse.threshold)  # type: ignore[operator]
+
+
 def test_inputs_that_cannot_be_judged_are_refused_with_one_line(traffic: Traffic) -> None:
     monitor = _monitor(traffic)
     with pytest.raises(InputError, match="unknown model 'fraud'"):
@@ -411,6 +442,13 @@ def test_cli_run_and_report_name_the_drifted_features(
     assert result.exit_code == 0, result.output
     html = out.read_text(encoding="utf-8")
     assert "titans-category" in html and "payment_method" in html
+
+    page = tmp_path / "quality.html"
+    result = runner.invoke(
+        app, ["monitor", "quality", "-w", "1d", "-m", "category", "-o", str(page)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "quality score" in result.output and page.is_file()
 
     bad = runner.invoke(app, ["monitor", "run", "--model", "fraud"])
     assert bad.exit_code != 0

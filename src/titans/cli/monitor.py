@@ -202,3 +202,32 @@ def serve(
         server.shutdown()
         thread.join(timeout=5)
     console.print(f"monitor stopped after {done} pass(es)")
+
+
+@app.command("quality")
+def quality(
+    window: str | None = _WINDOW,
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Only this model's inputs (default: every model's)."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Also write the HTML report here."),
+) -> None:
+    """Input quality of the transactions the API received in the window (score and faults)."""
+    from titans.monitoring.data_quality import DataQualityMonitor
+
+    s = settings()
+    length = parse_window(window or s.monitor.window)
+    name = ModelMonitor(s).resolve(model)[0] if model else None
+    report = DataQualityMonitor(s).generate_quality_report(length, model_name=name, html_path=out)
+    checked = report["input_quality"]
+    table = Table(title=f"input quality, {report['predictions']:,} predictions in {length}")
+    table.add_column("check")
+    table.add_column("score", justify="right")
+    for check, score in checked["breakdown"].items():
+        table.add_row(check, f"{score:.4f}")
+    table.add_row("[bold]quality score[/bold]", f"[bold]{checked['quality_score']:.4f}[/bold]")
+    console.print(table)
+    for fault in checked["faults"]:
+        console.print(f"[yellow]{fault['check']}[/yellow] {fault['column']}: {fault['count']} rows")
+    if out is not None:
+        console.print(f"report → {report['html_path']}")

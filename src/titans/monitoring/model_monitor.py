@@ -290,6 +290,9 @@ class ModelMonitor:
                 mn.CATEGORY_MACRO_F1,
                 mn.AMOUNT_MAE,
                 mn.ANOMALY_FLAG_RATE,
+                mn.DATA_QUALITY_SCORE,
+                mn.MISSING_SHARE,
+                mn.BAD_ROW_SHARE,
             )
         }
         self.runs_total = Counter(
@@ -467,6 +470,42 @@ class ModelMonitor:
             "date_span_days": span,
         }
         return self._result("data_drift", ref, verdicts, details, window, drift=result)
+
+    def monitor_data_quality(
+        self,
+        model_name: str,
+        input_data: pd.DataFrame,
+        *,
+        version: str | None = None,
+        window: tuple[datetime, datetime] | None = None,
+    ) -> MonitorResult:
+        """The DataQualityMonitor's checks on the inputs a model received (its label excluded).
+
+        ``quality_score`` is judged against ``Settings.monitor.min_quality_score``; the
+        missing and bad-row shares are the values the data-quality alert rules watch.
+        """
+        from titans.monitoring.data_quality import DataQualityMonitor
+
+        ref = self.reference(model_name, version)
+        frame = input_data.drop(columns=["category"]) if ref.key == "category" else input_data
+        checked = DataQualityMonitor(self.settings, store=self.store).monitor_input_quality(frame)
+        judged = checked["rows"] >= self.settings.monitor.min_rows
+        floor = self.settings.monitor.min_quality_score
+        score = float(checked["quality_score"])
+        verdicts = [
+            MetricVerdict(
+                "quality_score",
+                score,
+                floor,
+                ("breach" if score < floor else "ok") if judged else "insufficient",
+                f"{len(checked['faults'])} kinds of fault",
+            )
+        ]
+        for name, value in checked["alert_metrics"].items():
+            verdicts.append(
+                MetricVerdict(name, float(value), None, "ok" if judged else "insufficient")
+            )
+        return self._result("data_quality", ref, verdicts, {"quality": checked}, window)
 
     def monitor_prediction_quality(
         self,
@@ -941,6 +980,9 @@ class ModelMonitor:
             results.append(
                 self.monitor_prediction_quality(name, data.outputs, version=version, window=window)
             )
+            results.append(
+                self.monitor_data_quality(name, data.inputs, version=version, window=window)
+            )
             if key == "category":
                 results.append(
                     self.estimate_performance(name, data.outputs, version=version, window=window)
@@ -1088,6 +1130,13 @@ class ModelMonitor:
                 metric, by_model = named[m.metric]
                 gauge = g[metric.name]
                 (gauge.labels(model=name) if by_model else gauge).set(m.value)
+            dataset = {
+                "quality_score": mn.DATA_QUALITY_SCORE,
+                "missing_share": mn.MISSING_SHARE,
+                "bad_row_share": mn.BAD_ROW_SHARE,
+            }
+            if m.metric in dataset and m.value is not None and m.verdict != "insufficient":
+                g[dataset[m.metric].name].labels(dataset=name).set(m.value)
             if m.metric in ("cpu_percent", "memory_bytes") and m.value is not None:
                 target = (
                     mn.PROCESS_CPU_PERCENT
@@ -1110,6 +1159,8 @@ class ModelMonitor:
             "estimated_accuracy": "estimated_accuracy",
             "error_stream_changes": "error_stream_changes",
             "latency_p95_ms": "latency_p95_ms",
+            "missing_share": "missing_share",
+            "bad_row_share": "bad_row_share",
         }
         if report.model_name == self.settings.registered_name("category"):
             mapping["macro_f1"] = "category_macro_f1"
@@ -1201,13 +1252,8 @@ class ModelMonitor:
                 )
         else:
             notes.append("no drift result: the window holds no predictions of this model")
-        quality_section: dict[str, Any] | None = None
-        if len(data):
-            from titans.monitoring.data_quality import DataQualityMonitor
-
-            quality_section = DataQualityMonitor(
-                self.settings, store=self.store
-            ).monitor_input_quality(data.inputs)
+        quality = report.result("data_quality")
+        quality_section = quality.details["quality"] if quality is not None else None
         prediction = report.result("prediction_quality")
         prediction_drift = prediction.details.get("prediction_drift") if prediction else None
         performance = self._performance_section(report)
