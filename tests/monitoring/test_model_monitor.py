@@ -360,6 +360,43 @@ def test_data_quality_of_the_inputs_is_judged_and_exported(traffic: Traffic) -> 
     assert (worse.verdict == "breach") == (worse.value < worse.threshold)  # type: ignore[operator]
 
 
+def test_amount_concept_drift_watches_actuals_leaving_the_predicted_interval(
+    traffic: Traffic,
+) -> None:
+    monitor = _monitor(traffic)
+    baseline = monitor.reference("amount").metrics["mae"]
+    rng = np.random.default_rng(3)
+    n = 600
+    predicted = rng.uniform(20, 400, size=2 * n)
+    lower, upper = predicted * 0.7, predicted * 1.3
+    # calm: 10 % of actuals outside the interval; then 60 % (prices rose by half)
+    calm = predicted[:n] * np.where(rng.random(n) < 0.1, 1.5, rng.uniform(0.8, 1.2, n))
+    risen = predicted[n:] * np.where(rng.random(n) < 0.6, 1.5, rng.uniform(0.8, 1.2, n))
+    steady = monitor.monitor_concept_drift(
+        "amount", predicted[:n], calm, intervals=(lower[:n], upper[:n])
+    )
+    assert steady.details["change_points"] == []
+    assert steady.details["error_stream"] == "share of actuals outside the predicted interval"
+    shifted = monitor.monitor_concept_drift(
+        "amount",
+        predicted,
+        np.concatenate([calm, risen]),
+        intervals=(lower, upper),
+    )
+    points = shifted.details["change_points"]
+    assert points and n <= points[0] <= n + 300, points
+    assert shifted.metric("error_stream_changes").verdict == "breach"  # type: ignore[union-attr]
+    mae = shifted.metric("realised_mae")
+    assert mae is not None and mae.threshold == pytest.approx(baseline * 1.05)
+    realised = shifted.details["realised"]
+    assert realised["value"] == pytest.approx(
+        np.abs(predicted - np.concatenate([calm, risen])).mean()
+    )
+    assert (mae.verdict == "breach") == (realised["lower"] > mae.threshold)
+    with pytest.raises(InputError, match="one of each per prediction"):
+        monitor.monitor_concept_drift("amount", predicted, predicted, intervals=(lower[:3], upper))
+
+
 def test_inputs_that_cannot_be_judged_are_refused_with_one_line(traffic: Traffic) -> None:
     monitor = _monitor(traffic)
     with pytest.raises(InputError, match="unknown model 'fraud'"):

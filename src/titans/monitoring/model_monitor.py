@@ -619,6 +619,7 @@ class ModelMonitor:
         now: datetime | None = None,
         version: str | None = None,
         window: tuple[datetime, datetime] | None = None,
+        intervals: tuple[Sequence[float], Sequence[float]] | None = None,
     ) -> MonitorResult:
         """Realised performance on labelled feedback vs the validation baseline, with an
         interval that respects how few labels there are, plus an online change detector
@@ -628,6 +629,8 @@ class ModelMonitor:
         amount: predicted and actual amounts; anomaly: flags). A missing actual (None/NaN) is a
         label not given yet. With ``prediction_ts`` only predictions older than the label delay
         (``Settings.monitor.label_delay_seconds``) count: the others may still get a label.
+        ``intervals`` (amount: the predicted ``lower`` and ``upper``) make the change detector
+        watch the share of actuals outside the predicted interval.
         """
         ref = self.reference(model_name, version)
         cfg = self.settings.monitor
@@ -695,14 +698,38 @@ class ModelMonitor:
         if errors is not None:
             stream = errors
             if ref.key == "amount":
-                # ADWIN's bound holds for values in [0, 1]: the detector watches the share of
-                # big misses (beyond BIG_MISS × the validation MAE), not raw currency errors
-                mae = ref.metrics.get("mae")
-                scale = BIG_MISS * mae if mae and mae > 0 else float(np.median(errors) or 1.0)
-                stream = (errors > scale).astype(np.float64)
-                details["error_stream"] = f"share of errors above {scale:.4g}"
+                # ADWIN's bound holds for values in [0, 1], so the detector watches a 0/1
+                # stream, not currency errors: actuals outside the predicted interval (which
+                # follows each row's own scale), else misses beyond BIG_MISS x the validation MAE
+                stream, what = self._amount_misses(ref, errors, labelled, actual, intervals)
+                details["error_stream"] = what
             verdicts.append(self._change_points(stream, details))
         return self._result("concept_drift", ref, verdicts, details, window)
+
+    @staticmethod
+    def _amount_misses(
+        ref: VersionReference,
+        errors: np.ndarray,
+        labelled: np.ndarray,
+        actual: pd.Series,
+        intervals: tuple[Sequence[float], Sequence[float]] | None,
+    ) -> tuple[np.ndarray, str]:
+        if intervals is not None:
+            lower = pd.to_numeric(pd.Series(np.asarray(intervals[0])), errors="coerce")
+            upper = pd.to_numeric(pd.Series(np.asarray(intervals[1])), errors="coerce")
+            if len(lower) != len(labelled) or len(upper) != len(labelled):
+                raise InputError(
+                    f"intervals hold {len(lower)} lower and {len(upper)} upper bounds for "
+                    f"{len(labelled)} predictions; pass one of each per prediction"
+                )
+            truth = np.abs(pd.to_numeric(actual[labelled], errors="coerce").to_numpy(float))
+            lo, hi = lower.to_numpy(float)[labelled], upper.to_numpy(float)[labelled]
+            keep = np.isfinite(truth) & np.isfinite(lo) & np.isfinite(hi)
+            outside = (truth[keep] < lo[keep]) | (truth[keep] > hi[keep])
+            return outside.astype(np.float64), "share of actuals outside the predicted interval"
+        mae = ref.metrics.get("mae")
+        scale = BIG_MISS * mae if mae and mae > 0 else float(np.median(errors) or 1.0)
+        return (errors > scale).astype(np.float64), f"share of errors above {scale:.4g}"
 
     def _judge_accuracy(
         self,
@@ -996,6 +1023,11 @@ class ModelMonitor:
                     prediction_ts=data.ts,
                     version=version,
                     window=window,
+                    intervals=(
+                        (data.outputs["lower"], data.outputs["upper"])
+                        if key == "amount" and {"lower", "upper"} <= set(data.outputs.columns)
+                        else None
+                    ),
                 )
             )
         results.append(self.monitor_model_performance(name, data=data, pid=pid))
