@@ -1,0 +1,1 @@
+"""Automated retraining: triggers, training data versions, the challenger's path to production."""
