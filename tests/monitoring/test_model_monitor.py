@@ -40,7 +40,7 @@ from titans.monitoring.model_monitor import ModelMonitor, WindowReport, parse_wi
 from titans.serving.app import create_app
 from titans.serving.auth import generate_api_key
 from titans.store import Store
-from titans.store.models import MonitoringResult, MonitorMetric
+from titans.store.models import MonitoringResult, MonitorMetric, Prediction
 
 RAW, KEY = generate_api_key("monitor-test", ["predict"])
 AUTH = {"Authorization": f"Bearer {RAW}"}
@@ -420,7 +420,26 @@ def test_inputs_that_cannot_be_judged_are_refused_with_one_line(traffic: Traffic
 
 def test_direct_calls_match_the_task_list_signatures(traffic: Traffic) -> None:
     monitor = _monitor(traffic)
+    # a shadow score (B scoring what A served) was never served: not part of the window
+    with Store(monitor.settings).session() as session:
+        served = session.scalars(select(Prediction).where(Prediction.ts >= traffic.after[0]))
+        first = next(iter(served))
+        session.add(
+            Prediction(
+                prediction_id=f"{first.prediction_id}:shadow",
+                ts=first.ts,
+                model_name=first.model_name,
+                model_version="9",
+                alias="challenger",
+                arm="B",
+                features=first.features,
+                prediction=first.prediction,
+                score=first.score,
+                latency_ms=first.latency_ms,
+            )
+        )
     data = monitor.load_window("category", *traffic.after)
+    assert len(data) == WINDOW_ROWS and "9" not in set(data.versions)
     drift = monitor.monitor_data_drift("category", data.inputs)
     assert (
         drift.drifted_features

@@ -33,6 +33,7 @@ from sqlalchemy import select
 
 from titans.config import Settings
 from titans.errors import InputError, ModelNotFoundError
+from titans.experiments.ab_testing import shadow_prediction_id
 from titans.monitoring import metric_names as mn
 from titans.monitoring.drift import DatasetDriftResult, detect_drift_against_profile
 from titans.monitoring.performance import (
@@ -55,6 +56,8 @@ Kind = Literal["data_drift", "concept_drift", "data_quality", "performance", "pr
 
 MODEL_KEYS = ("category", "amount", "anomaly", "cashflow")
 EVALUATION_FILENAME = "evaluation.json"
+#: what a shadow score's prediction id ends with (titans.experiments.ab_testing)
+SHADOW_SUFFIX = shadow_prediction_id("")
 #: an amount error this many times the validation MAE is a "big miss" for the change detector
 BIG_MISS = 2.0
 #: features a window shorter than ``calendar_min_days`` covers only partly by construction
@@ -935,6 +938,8 @@ class ModelMonitor:
             )
             .outerjoin(Feedback, Feedback.prediction_id == Prediction.prediction_id)
             .where(Prediction.model_name == name, Prediction.ts >= start, Prediction.ts < end)
+            # shadow scores (logged under "<id>:shadow") were never served: not monitored
+            .where(~Prediction.prediction_id.like(f"%{SHADOW_SUFFIX}"))
             .where(Prediction.arm.is_(None) | (Prediction.arm != "shadow"))
             .order_by(Prediction.ts.desc())
             .limit(self.settings.monitor.max_rows)
