@@ -209,6 +209,37 @@ class MonitorSettings(BaseModel):
     max_rows: int = Field(default=200_000, ge=100)
 
 
+class RetrainingSettings(BaseModel):
+    """Automated retraining: triggers, training data versions, the challenger's path; env e.g.
+    TITANS_RETRAINING__MIN_NEW_LABELS=500.
+    """
+
+    #: data versions kept under <home>/data/versions beyond those a registered model used
+    data_retention: int = Field(default=10, ge=1)
+    #: the newest share of the (time-ordered) training data held out for validation
+    validation_fraction: float = Field(default=0.2, gt=0, lt=0.9)
+    #: training data is refused when fewer of its rows than this share carry the model's label
+    min_label_coverage: float = Field(default=0.9, ge=0, le=1)
+    #: and when a monitored column moved this far from the previous training version
+    #: (the drift engine's large-sample distance: Wasserstein or Jensen-Shannon)
+    max_distribution_shift: float = Field(default=0.5, gt=0)
+    #: trigger: realised or estimated primary performance this much (relative) below baseline
+    performance_drop: float = Field(default=0.05, ge=0, lt=1)
+    #: trigger: share of drifted input features in the latest window at or above this
+    drift_share: float = Field(default=0.3, gt=0, le=1)
+    #: trigger: the production version is older than this many days
+    max_model_age_days: float = Field(default=30.0, gt=0)
+    #: trigger (business rule): at least this many new labelled predictions since training
+    min_new_labels: int = Field(default=500, ge=1)
+    #: one retrain per model: the lock's lease (renewed while training)
+    lock_ttl_seconds: float = Field(default=1800.0, gt=0)
+    #: the challenger's test against production: split (serve B to a share) or shadow
+    ab_mode: Literal["split", "shadow"] = "split"
+    ab_traffic_split: float = Field(default=0.5, gt=0, lt=1)
+    #: cron expressions per model key for `titans scheduler` (e.g. {"category": "0 3 * * *"})
+    schedules: dict[str, str] = {}
+
+
 class Settings(BaseSettings):
     """Every tunable of the platform; constructors take one, or build it from the environment."""
 
@@ -308,6 +339,8 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     #: the ModelMonitor: windows, label delay, thresholds of prediction quality and performance
     monitor: MonitorSettings = MonitorSettings()
+    #: automated retraining: triggers, training data, the challenger's A/B test
+    retraining: RetrainingSettings = RetrainingSettings()
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_outside_local(self) -> Settings:

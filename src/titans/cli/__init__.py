@@ -83,14 +83,16 @@ def _register_groups() -> None:
     from titans.cli import monitor as monitor_cmd
 
     app.add_typer(monitor_cmd.app, name="monitor")
+    from titans.cli import retrain as retrain_cmd
+
+    app.add_typer(retrain_cmd.app, name="retrain")
+    app.command("scheduler")(retrain_cmd.scheduler)
     for group, hint in (
         ("experiments", "the models issue"),
         ("registry", "the registry issue"),
         ("governance", "the registry issue"),
         ("db", "the registry issue"),
         ("monitor", "the monitoring issue"),
-        ("retrain", "the retraining issue"),
-        ("scheduler", "the retraining issue"),
         ("security", "the security issue"),
         ("optimize", "the optimisation issue"),
         ("docs", "the documentation issue"),
