@@ -28,13 +28,18 @@ DRIFT_DAY = 90
 DRIFTS = (
     "amount_inflation@{day}:1.5",
     "payment_mix_shift@{day}:0.5",
-    "new_merchants@{day}:0.3",
+    "new_merchants@{day}:0.5",
 )
 #: replayed as live traffic, in windows of WINDOW_DAYS; labels arrive FEEDBACK_DELAY_DAYS late
 REPLAY_FIRST_DAY = 60
 WINDOW_DAYS = 7
 FEEDBACK_DELAY_DAYS = 3
 MONITORED_MODELS = ("category", "amount", "anomaly")
+#: while the challenger is A/B-tested, category traffic goes in batches of this many
+#: transactions, each batch one entity: many units for the split
+AB_BATCH_SIZE = 5
+#: how often the demo's API re-reads the running A/B tests
+AB_ROUTE_REFRESH_SECONDS = 1.0
 
 
 def drift_specs() -> list[str]:
@@ -61,6 +66,7 @@ class DemoContext:
     settings: Settings
     rows: int
     seed: int
+    fast: bool = False
     values: dict[str, Any] = field(default_factory=dict)
     on_progress: Callable[[str], None] = lambda _msg: None
 
@@ -108,11 +114,15 @@ def _train(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
     import pandas as pd
 
     from titans.models.train import train_models
+    from titans.retraining.data_manager import TrainingDataManager
 
     frame = ctx.values["frame"]
     cutoff = pd.Timestamp(START + timedelta(days=TRAIN_DAYS))
+    training = frame[pd.to_datetime(frame["date"]) < cutoff]
+    # kept as a data version: a later retrain builds on exactly what these models learned from
+    TrainingDataManager(ctx.settings).manage_data_versions(training)
     results = train_models(
-        frame[pd.to_datetime(frame["date"]) < cutoff],
+        training,
         seed=ctx.seed,
         settings=ctx.settings,
         data_source=str(ctx.values["export_path"]),
@@ -179,6 +189,7 @@ def _serve_and_monitor(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
     from titans.monitoring.alerts.channels import WebhookChannel
     from titans.monitoring.model_monitor import ModelMonitor
     from titans.monitoring.replay import LocalReceiver, TrafficReplayer
+    from titans.retraining.pipeline import AutoRetrainingPipeline
     from titans.serving.auth import generate_api_key
     from titans.serving.process import ApiProcess
     from titans.store import Store
@@ -191,12 +202,15 @@ def _serve_and_monitor(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
         "TITANS_RATE_LIMIT_PER_SECOND": "100000",
         "TITANS_RATE_LIMIT_BURST": "100000",
         "TITANS_PREDICTION_LOG_FLUSH_SECONDS": "0.1",
-        "TITANS_MODEL_POLL_SECONDS": "2",
+        "TITANS_MODEL_POLL_SECONDS": "1",
+        "TITANS_AB_ROUTE_REFRESH_SECONDS": str(AB_ROUTE_REFRESH_SECONDS),
     }
     if settings.tracking_uri_override:
         env["TITANS_TRACKING_URI"] = settings.tracking_uri_override
     if settings.database_url_override:
         env["TITANS_DATABASE_URL"] = settings.database_url_override
+    models = ("category",) if ctx.fast else MONITORED_MODELS
+    ctx.values["models"] = models
     receiver = LocalReceiver()
     store = Store(settings)
     windows: list[dict[str, Any]] = []
@@ -210,6 +224,8 @@ def _serve_and_monitor(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
             channels={"webhook": WebhookChannel(receiver.url, timeout=5.0)},
         )
         monitor = ModelMonitor(settings, store=store, alert_manager=manager)
+        pipeline = AutoRetrainingPipeline(settings, store=store, progress=ctx.on_progress)
+        loop: dict[str, Any] = {"retrain": None, "decision": None, "checks": []}
         with TrafficReplayer(
             api.url,
             raw,
@@ -220,8 +236,17 @@ def _serve_and_monitor(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
             for first in range(REPLAY_FIRST_DAY, DAYS, WINDOW_DAYS):
                 last = min(first + WINDOW_DAYS, DAYS) - 1
                 ctx.on_progress(f"replaying days {first}–{last} through {api.url}")
-                window = replayer.replay(first, last, MONITORED_MODELS)
-                _wait_for_log(ctx, window, MONITORED_MODELS)
+                window = replayer.replay(first, first, models)
+                for day in range(first + 1, last + 1):
+                    # while the challenger is tested, the sequential analysis may look daily
+                    testing = loop["retrain"] is not None and loop["decision"] is None
+                    if testing:
+                        _wait_for_log(ctx, window, models)
+                        _decide(ctx, pipeline, api.url, raw, f"day {day - 1}", loop)
+                        testing = loop["decision"] is None
+                    sizes = {"category": AB_BATCH_SIZE} if testing else None
+                    window.extend(replayer.replay(day, day, models, batch_sizes=sizes))
+                _wait_for_log(ctx, window, models)
                 row: dict[str, Any] = {
                     "days": window.label,
                     "first_date": window.first_date.isoformat(),
@@ -232,7 +257,7 @@ def _serve_and_monitor(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
                     "start": window.start.isoformat(),
                     "end": window.end.isoformat(),
                 }
-                for model in MONITORED_MODELS:
+                for model in models:
                     ctx.on_progress(f"monitoring {model}, {window.label}")
                     report = monitor.run_window(model, start=window.start, end=window.end)
                     figures = _figures(report)
@@ -241,11 +266,16 @@ def _serve_and_monitor(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
                         if event["notified"]:
                             alerts.append({**event, "model": model, "days": window.label})
                 windows.append(row)
+                _close_the_loop(ctx, pipeline, api.url, raw, window, row, alerts, loop)
             health = httpx.get(f"{api.url}/ready", timeout=5).status_code
             failures = list(replayer.failures)
             sent, feedback = replayer.sent, replayer.feedback_sent
     ctx.values.update(
-        windows=windows, alerts=alerts, received=receiver.alerts(), replay_failures=failures
+        windows=windows,
+        alerts=alerts,
+        received=receiver.alerts(),
+        replay_failures=failures,
+        loop=loop,
     )
     if failures:
         raise RuntimeError(f"{len(failures)} replayed requests failed, first: {failures[0]}")
@@ -254,6 +284,89 @@ def _serve_and_monitor(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
         f"{DAYS - 1} in {len(windows)} windows, 0 failed requests, API /ready {health}",
         {"windows": windows, "predictions": sent, "feedback": feedback, "failed": 0},
     )
+
+
+def _served(url: str, key: str, version: str, *, challenger: bool) -> bool:
+    """Wait (bounded) until the API serves ``version`` of the category model."""
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            body = httpx.get(
+                f"{url}/models", headers={"Authorization": f"Bearer {key}"}, timeout=5
+            ).json()
+        except httpx.HTTPError:
+            body = {}
+        pool = body.get("challengers" if challenger else "models", [])
+        if any(m["model"] == "category" and m["version"] == version for m in pool):
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def _close_the_loop(
+    ctx: DemoContext,
+    pipeline: Any,
+    url: str,
+    key: str,
+    window: Any,
+    row: dict[str, Any],
+    alerts: list[dict[str, Any]],
+    loop: dict[str, Any],
+) -> None:
+    """After a window: retrain once the drift alert went out and the triggers fire; while the
+    challenger's A/B test runs, let the sequential analysis decide."""
+    if loop["retrain"] is None:
+        alerted = any(a["model"] == "category" and a["metric"] == "drift_share" for a in alerts)
+        check = pipeline.check_triggers("category")
+        loop["checks"].append({"days": row["days"], "fire": check.fire, "reasons": check.reasons})
+        if not (alerted and check.fire):
+            return
+        ctx.on_progress("retraining category: " + "; ".join(check.reasons))
+        outcome = pipeline.trigger_retraining(
+            "category", "; ".join(check.reasons), cutoff_date=window.last_date, actor="demo"
+        )
+        retrain: dict[str, Any] = {**outcome.to_dict(), "after": row["days"]}
+        if outcome.ok and outcome.new_version is not None:
+            retrain["served"] = _served(url, key, outcome.new_version, challenger=True)
+            # the API re-reads its A/B routes every AB_ROUTE_REFRESH_SECONDS: let it see the test
+            time.sleep(2 * AB_ROUTE_REFRESH_SECONDS)
+        loop["retrain"] = retrain
+        return
+    _decide(ctx, pipeline, url, key, row["days"], loop)
+
+
+def _decide(
+    ctx: DemoContext, pipeline: Any, url: str, key: str, when: str, loop: dict[str, Any]
+) -> None:
+    """While the challenger's A/B test runs: let the sequential analysis decide (it may be
+    read as often as we like: its error rate holds under continuous monitoring)."""
+    if loop["decision"] is not None or (loop["retrain"] or {}).get("status") != "ab_started":
+        return
+    result = pipeline.decide("category", actor="demo")
+    if result["decision"] not in ("promote_b", "keep_a"):
+        loop["last_analysis"] = {"after": when, "reason": result.get("reason")}
+        return
+    decision: dict[str, Any] = {
+        "decision": result["decision"],
+        "action": result["action"],
+        "reason": result.get("reason"),
+        "after": when,
+        "arms": {
+            arm: {
+                k: result["arms"][arm].get(k)
+                for k in ("version", "traffic", "outcomes", "accuracy")
+            }
+            for arm in ("A", "B")
+        },
+        "difference": result.get("difference"),
+        "always_valid_p": (result.get("sequential") or {}).get("always_valid_p"),
+    }
+    if result["decision"] == "promote_b" and "promoted" in result["action"]:
+        ctx.on_progress(f"promoting v{result['model_b_version']}: {result['action']}")
+        decision["served"] = _served(url, key, str(result["model_b_version"]), challenger=False)
+    loop["decision"] = decision
 
 
 def _figures(report: Any) -> dict[str, Any]:
@@ -284,14 +397,14 @@ def _drift_detected(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
         w["days"]
         for w in windows
         if w["last_date"] < drift_date
-        and any(w[m]["drift_share"]["verdict"] == "breach" for m in MONITORED_MODELS)
+        and any(w[m]["drift_share"]["verdict"] == "breach" for m in ctx.values["models"])
     ]
     if early:
         raise RuntimeError(f"drift reported before day {DRIFT_DAY}: {', '.join(early)}")
     for w in windows:
         breached = {
             m: w[m]["drifted_features"]
-            for m in MONITORED_MODELS
+            for m in ctx.values["models"]
             if w[m]["drift_share"]["verdict"] == "breach"
         }
         if breached:
@@ -344,6 +457,62 @@ def _alert_delivered(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
     )
 
 
+def _retrained(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
+    """The drift alert led to a retrain: a validated challenger in staging, A/B-tested."""
+    retrain = ctx.values["loop"]["retrain"]
+    if retrain is None:
+        checks = ctx.values["loop"]["checks"]
+        raise RuntimeError(
+            "no retrain was triggered; last check: "
+            + ("; ".join(checks[-1]["reasons"]) or "nothing past its threshold")
+            if checks
+            else "no retrain was triggered"
+        )
+    if retrain["status"] != "ab_started":
+        raise RuntimeError(f"the retrain ended {retrain['status']}: {retrain['detail']}")
+    if not retrain.get("served"):
+        raise RuntimeError(f"the API never loaded challenger v{retrain['new_version']}")
+    steps = {s["name"]: s["detail"] for s in retrain["steps"]}
+    return (
+        f"after {retrain['after']} ({retrain['trigger_reason']}): v{retrain['new_version']} "
+        f"trained on {steps['prepare data']}, {steps['version data'].split(' →')[0]}; "
+        f"{steps['compare with production']}; A/B test {retrain['ab_test']} started",
+        {"retrain": retrain},
+    )
+
+
+def _decided(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
+    """The sequential test decided; the winner serves; no request failed during the swap."""
+    from titans.registry.registry_manager import ModelRegistryManager
+
+    loop = ctx.values["loop"]
+    decision = loop["decision"]
+    production = ModelRegistryManager(ctx.settings).get_alias_version(
+        ctx.settings.registered_name("category"), "production"
+    )
+    if decision is None:
+        last = loop.get("last_analysis") or {}
+        raise RuntimeError(
+            f"the A/B test had not decided by day {DAYS - 1} ({last.get('reason', 'no analysis')})"
+            f"; v{production} stays in production"
+        )
+    arms = decision["arms"]
+    figures = ", ".join(
+        f"{arm} v{arms[arm]['version']} accuracy {arms[arm]['accuracy']:.3f} "
+        f"on {arms[arm]['outcomes']:,} labels"
+        for arm in ("A", "B")
+        if arms[arm]["accuracy"] is not None
+    )
+    if decision["decision"] == "promote_b" and not decision.get("served"):
+        raise RuntimeError("B won but the API never served it")
+    return (
+        f"after {decision['after']}: {decision['decision']} ({figures}; always-valid p "
+        f"{decision['always_valid_p']:.2g}) → {decision['action']}; production is "
+        f"v{production}; {len(ctx.values['replay_failures'])} failed requests during the swap",
+        {"decision": decision, "production": production},
+    )
+
+
 def _report(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
     from datetime import datetime
 
@@ -389,6 +558,8 @@ STEPS: list[tuple[str, Step]] = [
     ("serve + replay + monitor", _serve_and_monitor),
     ("drift detected", _drift_detected),
     ("alert delivered", _alert_delivered),
+    ("retrain + A/B test", _retrained),
+    ("challenger decided", _decided),
     ("monitoring report", _report),
     ("audit chain", _audit),
 ]
@@ -399,6 +570,7 @@ def run_demo(
     rows: int | None = None,
     seed: int | None = None,
     on_progress: Callable[[str], None] | None = None,
+    fast: bool = False,
 ) -> Iterator[StepResult]:
     """Run the loop step by step; stop after the first failed step (its result says why)."""
     settings = settings or Settings()
@@ -406,6 +578,7 @@ def run_demo(
         settings=settings,
         rows=rows or settings.ci_rows,
         seed=settings.seed if seed is None else seed,
+        fast=fast,
         on_progress=on_progress or (lambda _msg: None),
     )
     for name, step in STEPS:

@@ -1,5 +1,7 @@
-"""`titans demo` end to end, as a user runs it: a real API process serving replayed traffic,
-the drift injected on day 90 detected (with the features named), the alert delivered once."""
+"""`titans demo --fast` end to end, as a user runs it: a real API process serving replayed
+traffic, the drift injected on day 90 detected (with the features named), the alert delivered
+once, a retrain triggered, the challenger A/B-tested and promoted only if it won, the audit
+chain intact."""
 
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ import pytest
 from sqlalchemy import select
 
 from titans.config import Settings
+from titans.governance.audit import AuditLogger
 from titans.monitoring.model_monitor import CALENDAR_COLUMNS
+from titans.registry.registry_manager import ModelRegistryManager
 from titans.store import Store
-from titans.store.models import Alert, MonitorMetric
+from titans.store.models import ABTest, Alert, MonitorMetric
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -28,7 +32,7 @@ def test_demo_detects_the_injected_drift_and_delivers_the_alert(tmp_path: Path) 
     env.update(TITANS_HOME=str(home), COLUMNS="200")
     titans = Path(sys.executable).with_name("titans")
     done = subprocess.run(
-        [str(titans), "demo"],
+        [str(titans), "demo", "--fast"],
         env=env,
         capture_output=True,
         text=True,
@@ -38,7 +42,15 @@ def test_demo_detects_the_injected_drift_and_delivers_the_alert(tmp_path: Path) 
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     flat = " ".join(output.split())  # rich wraps long lines
-    for step in ("serve + replay + monitor", "drift detected", "alert delivered", "audit chain"):
+    for step in (
+        "serve + replay + monitor",
+        "drift detected",
+        "alert delivered",
+        "retrain + A/B test",
+        "challenger decided",
+        "monitoring report",
+        "audit chain",
+    ):
         assert f"✓ {step}" in flat, step
     assert "0 failed requests" in flat
     detected = flat.split("✓ drift detected", 1)[1][:80]
@@ -68,11 +80,26 @@ def test_demo_detects_the_injected_drift_and_delivers_the_alert(tmp_path: Path) 
     drifted = {name.removeprefix("drift:") for name in drifted_rows}
     assert drifted >= INJECTED
     assert not drifted & set(CALENDAR_COLUMNS)  # weekly windows never compare calendar features
-    # one alert per model and rule, delivered (not re-sent each window) and naming the features
-    names = [name for name, _ in alert_rows]
-    assert len(names) == len(set(names))
-    category = next(d for n, d in alert_rows if n == "data_drift_share_high - titans-category")
-    assert category["notified"] is True
-    assert {"amount", "payment_method"} <= set(category["annotations"]["drifted_features"])
+    # the drift alert: one alert, delivered (not re-sent each window), naming the features
+    drift_alerts = [d for n, d in alert_rows if n == "data_drift_share_high - titans-category"]
+    assert len(drift_alerts) == 1
+    assert drift_alerts[0]["notified"] is True
+    assert {"amount", "payment_method"} <= set(drift_alerts[0]["annotations"]["drifted_features"])
+
+    # the challenger: trained after the alert, tested against v1, promoted only if it won
+    with Store(settings).session() as session:
+        (test,) = session.scalars(select(ABTest)).all()
+        decision = dict(test.decision or {})
+    tags = ModelRegistryManager(settings).get_version("titans-category", "2")["tags"]
+    assert tags["titans.parent_version"] == "1"
+    assert "drift" in tags["titans.trigger_reason"]
+    production = ModelRegistryManager(settings).get_alias_version("titans-category", "production")
+    assert test.status == "decided" and decision["decision"] in ("promote_b", "keep_a")
+    if decision["decision"] == "promote_b":
+        assert decision["difference"]["estimate"] > 0  # B's accuracy above A's
+        assert production == "2"
+    else:
+        assert production == "1"
+    assert AuditLogger(Store(settings)).verify().ok
     report = home / "reports" / "demo-monitoring.html"
     assert "payment_method" in report.read_text(encoding="utf-8")

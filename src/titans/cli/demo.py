@@ -15,6 +15,9 @@ from titans.demo import STEPS, StepResult, run_demo
 def demo(
     rows: int | None = typer.Option(None, "--rows", help="Synthetic rows (default: ci_rows)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (default from settings)."),
+    fast: bool = typer.Option(
+        False, "--fast", help="Serve and monitor the category model only: about half the time."
+    ),
 ) -> None:
     """Run the loop once: generate → validate → train → promote → serve → monitor → alert."""
     s = settings()
@@ -22,7 +25,7 @@ def demo(
     console.print(f"home: {s.home_dir}   tracking: {s.tracking_uri}")
     results: list[StepResult] = []
     with console.status("starting") as status:
-        for result in run_demo(s, rows=rows, seed=seed, on_progress=status.update):
+        for result in run_demo(s, rows=rows, seed=seed, on_progress=status.update, fast=fast):
             results.append(result)
             mark = "[green]✓[/green]" if result.ok else "[red]✗[/red]"
             console.print(
@@ -85,7 +88,7 @@ def _print_step_extras(result: StepResult) -> None:
                 _fmt(category.get("drift_share"), ".0%"),
                 _fmt(category.get("estimated_accuracy")),
                 _fmt(category.get("realised_accuracy")),
-                _fmt(w["amount"].get("realised_mae"), ".1f"),
+                _fmt(w.get("amount", {}).get("realised_mae"), ".1f"),
                 ", ".join(category["drifted_features"]) or "none",
             )
         console.print(table)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -115,6 +115,14 @@ class ReplayWindow:
     def label(self) -> str:
         return f"days {self.first_day}–{self.last_day}"
 
+    def extend(self, later: ReplayWindow) -> None:
+        """Take in the window replayed right after this one (its days, requests, time)."""
+        self.last_day, self.last_date, self.end = later.last_day, later.last_date, later.end
+        for model, count in later.predictions.items():
+            self.predictions[model] = self.predictions.get(model, 0) + count
+        self.feedback += later.feedback
+        self.failed += later.failed
+
 
 def _body(frame: pd.DataFrame, *, with_category: bool) -> list[dict[str, Any]]:
     """Transactions in the API's JSON shape (vectorised column conversion, then records).
@@ -183,14 +191,15 @@ class TrafficReplayer:
             return None
         return response
 
-    def _predict(self, model: str, rows: pd.DataFrame) -> list[str]:
+    def _predict(self, model: str, rows: pd.DataFrame, batch_size: int, tag: str) -> list[str]:
+        """Batches of ``batch_size``; each batch carries an entity id of its own, so an A/B
+        test running on the model assigns every batch (one customer's requests) its arm."""
         ids: list[str] = []
-        for begin in range(0, len(rows), self.batch_size):
-            chunk = rows.iloc[begin : begin + self.batch_size]
-            response = self._post(
-                "/predict/batch",
-                {"model": model, "transactions": _body(chunk, with_category=model != "category")},
-            )
+        for k, begin in enumerate(range(0, len(rows), batch_size)):
+            chunk = rows.iloc[begin : begin + batch_size]
+            body = _body(chunk, with_category=model != "category")
+            body[0]["entity_id"] = f"{tag}-{k}"
+            response = self._post("/predict/batch", {"model": model, "transactions": body})
             if response is None:
                 ids.extend([""] * len(chunk))
                 continue
@@ -224,8 +233,18 @@ class TrafficReplayer:
         self.feedback_sent += sent
         return sent
 
-    def replay(self, first_day: int, last_day: int, models: Sequence[str]) -> ReplayWindow:
-        """Replay days [first_day, last_day]; post the feedback that has come due by then."""
+    def replay(
+        self,
+        first_day: int,
+        last_day: int,
+        models: Sequence[str],
+        batch_sizes: Mapping[str, int] | None = None,
+    ) -> ReplayWindow:
+        """Replay days [first_day, last_day]; post the feedback that has come due by then.
+
+        ``batch_sizes`` overrides the batch size per model (small batches: many entities).
+        """
+        sizes = dict(batch_sizes or {})
         failed_before = len(self.failures)
         window = ReplayWindow(
             first_day,
@@ -243,7 +262,9 @@ class TrafficReplayer:
                 chosen = expenses if model in EXPENSE_MODELS else rows
                 if chosen.empty:
                     continue
-                ids = self._predict(model, chosen)
+                ids = self._predict(
+                    model, chosen, sizes.get(model, self.batch_size), f"day{day}-{model}"
+                )
                 window.predictions[model] = window.predictions.get(model, 0) + len(chosen)
                 if model in ("category", "amount"):
                     labelled.extend(self._outcomes(model, chosen, ids))  # type: ignore[arg-type]
