@@ -233,9 +233,11 @@ class RetrainingSettings(BaseModel):
     min_new_labels: int = Field(default=500, ge=1)
     #: one retrain per model: the lock's lease (renewed while training)
     lock_ttl_seconds: float = Field(default=1800.0, gt=0)
-    #: the challenger's test against production: split (serve B to a share) or shadow
+    #: the challenger's test against production: split (serve B to a share) or shadow (B
+    #: scores a share of what A serves, so users only ever get the champion's answers)
     ab_mode: Literal["split", "shadow"] = "split"
-    ab_traffic_split: float = Field(default=0.5, gt=0, lt=1)
+    #: share of traffic to B (split: below 1; shadow: up to 1, every request scored twice)
+    ab_traffic_split: float = Field(default=0.5, gt=0, le=1)
     #: cron expressions per model key for `titans scheduler` (e.g. {"category": "0 3 * * *"})
     schedules: dict[str, str] = {}
 

@@ -35,9 +35,6 @@ REPLAY_FIRST_DAY = 60
 WINDOW_DAYS = 7
 FEEDBACK_DELAY_DAYS = 3
 MONITORED_MODELS = ("category", "amount", "anomaly")
-#: while the challenger is A/B-tested, category traffic goes in batches of this many
-#: transactions, each batch one entity: many units for the split
-AB_BATCH_SIZE = 5
 #: how often the demo's API re-reads the running A/B tests
 AB_ROUTE_REFRESH_SECONDS = 1.0
 
@@ -224,7 +221,16 @@ def _serve_and_monitor(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
             channels={"webhook": WebhookChannel(receiver.url, timeout=5.0)},
         )
         monitor = ModelMonitor(settings, store=store, alert_manager=manager)
-        pipeline = AutoRetrainingPipeline(settings, store=store, progress=ctx.on_progress)
+        # the challenger is tested in shadow: it scores every request the champion answers,
+        # so users never get an unproven model's answer and both are judged on the same rows
+        shadowed = settings.model_copy(
+            update={
+                "retraining": settings.retraining.model_copy(
+                    update={"ab_mode": "shadow", "ab_traffic_split": 1.0}
+                )
+            }
+        )
+        pipeline = AutoRetrainingPipeline(shadowed, store=store, progress=ctx.on_progress)
         loop: dict[str, Any] = {"retrain": None, "decision": None, "checks": []}
         with TrafficReplayer(
             api.url,
@@ -239,13 +245,10 @@ def _serve_and_monitor(ctx: DemoContext) -> tuple[str, dict[str, Any]]:
                 window = replayer.replay(first, first, models)
                 for day in range(first + 1, last + 1):
                     # while the challenger is tested, the sequential analysis may look daily
-                    testing = loop["retrain"] is not None and loop["decision"] is None
-                    if testing:
+                    if loop["retrain"] is not None and loop["decision"] is None:
                         _wait_for_log(ctx, window, models)
                         _decide(ctx, pipeline, api.url, raw, f"day {day - 1}", loop)
-                        testing = loop["decision"] is None
-                    sizes = {"category": AB_BATCH_SIZE} if testing else None
-                    window.extend(replayer.replay(day, day, models, batch_sizes=sizes))
+                    window.extend(replayer.replay(day, day, models))
                 _wait_for_log(ctx, window, models)
                 row: dict[str, Any] = {
                     "days": window.label,

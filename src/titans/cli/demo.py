@@ -40,19 +40,30 @@ def demo(
         raise typer.Exit(1)
 
 
+def _key_figures(detail: str, limit: int = 90) -> str:
+    """The head of a step's (computed) detail, cut at a word."""
+    if len(detail) <= limit:
+        return detail
+    return detail[:limit].rsplit(" ", 1)[0] + " …"
+
+
 def _summary(results: list[StepResult]) -> Table:
     table = Table(title="Demo summary")
-    table.add_column("step")
-    table.add_column("result")
+    table.add_column("step", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("key figures")
     table.add_column("seconds", justify="right")
     done = {r.name for r in results}
     for r in results:
         table.add_row(
-            r.name, "[green]ok[/green]" if r.ok else "[red]failed[/red]", f"{r.seconds:.1f}"
+            r.name,
+            "[green]ok[/green]" if r.ok else "[red]failed[/red]",
+            _key_figures(r.detail),
+            f"{r.seconds:.1f}",
         )
     for name, _ in STEPS:
         if name not in done:
-            table.add_row(name, "[yellow]not run[/yellow]", "")
+            table.add_row(name, "[yellow]not run[/yellow]", "", "")
     return table
 
 

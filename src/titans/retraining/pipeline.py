@@ -137,6 +137,7 @@ class AutoRetrainingPipeline:
         self._progress = progress or (lambda _msg: None)
         self.last_check: dict[str, TriggerCheck] = {}
         self._last_training: Any = None
+        self._actor = "retraining"
 
     # ------------------------------------------------------------------ collaborators
 
@@ -337,6 +338,14 @@ class AutoRetrainingPipeline:
             outcome.steps.append(StepRecord(name, False, message, time.perf_counter() - started))
             raise _StepFailed("failed", f"{name}: {message}") from exc
         outcome.steps.append(StepRecord(name, True, detail, time.perf_counter() - started))
+        self._audit(
+            "retrain.step",
+            self._actor,
+            outcome.model_name,
+            outcome.new_version,
+            step=name,
+            detail=detail[:500],
+        )
 
     def _chain(
         self,
@@ -350,6 +359,7 @@ class AutoRetrainingPipeline:
         from titans.retraining.data_manager import TrainingDataManager
 
         name = outcome.model_name
+        self._actor = actor
         registry = self._registry()
         outcome.parent_version = registry.get_alias_version(name, "production")
         self._audit(
