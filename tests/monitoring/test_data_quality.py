@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.tree import DecisionTreeRegressor
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from titans.data.synth import generate
 from titans.errors import InputError
@@ -179,6 +179,23 @@ def test_report_reads_logged_predictions_of_the_period_and_writes_html(
     _log(store, clean.iloc[:150], "category", start)
     _log(store, faulty.iloc[-120:], "amount", start + timedelta(hours=1))
     _log(store, faulty.iloc[:50], "category", start + timedelta(days=3))  # outside the period
+    with store.session() as session:  # a shadow score re-reads a served input: not counted
+        served = session.scalars(
+            select(Prediction).where(Prediction.ts < start + timedelta(hours=1))
+        )
+        first = next(iter(served))
+        session.add(
+            Prediction(
+                prediction_id=f"{first.prediction_id}:shadow",
+                ts=first.ts,
+                model_name=first.model_name,
+                model_version="2",
+                arm="B",
+                features=first.features,
+                prediction=first.prediction,
+                latency_ms=1.0,
+            )
+        )
     html = tmp_path / "reports" / "quality.html"
 
     report = DataQualityMonitor(store=store).generate_quality_report(

@@ -365,7 +365,10 @@ class DataQualityMonitor:
         if start >= end:
             raise InputError(f"time period starts ({start}) after it ends ({end}); swap them")
         query = select(Prediction.model_name, Prediction.features).where(
-            Prediction.ts >= start, Prediction.ts < end
+            Prediction.ts >= start,
+            Prediction.ts < end,
+            # a shadow score re-reads an input already counted under the served prediction
+            ~Prediction.prediction_id.like("%:shadow"),
         )
         if model_name is not None:
             query = query.where(Prediction.model_name == model_name)
