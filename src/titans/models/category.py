@@ -75,7 +75,7 @@ def merge_rare(labels: pd.Series, min_examples: int) -> tuple[dict[str, str], li
     return dict(sorted(mapping.items())), described
 
 
-def _apply(labels: pd.Series, known: set[str]) -> np.ndarray:
+def apply_known_classes(labels: pd.Series, known: set[str]) -> np.ndarray:
     """Labels the model can represent; anything else (rare or never seen) becomes ``other``."""
     values = labels.fillna(OTHER).to_numpy(dtype=object)
     return np.where(np.isin(values, list(known)), values, OTHER).astype(object)
@@ -207,7 +207,7 @@ class CategorySpec(ModelSpec):
     ) -> tuple[np.ndarray, np.ndarray]:
         test = self.select(test)
         known = set(self._pipeline(model).classes_)
-        truth = _apply(_labels(test), known)
+        truth = apply_known_classes(_labels(test), known)
         pred = self.predict(model, test)["prediction"].to_numpy(dtype=object)
         return truth, pred
 
@@ -233,7 +233,7 @@ class CategorySpec(ModelSpec):
         if len(train) == 0 or len(test) == 0:
             return {"macro_f1": math.nan, "accuracy": math.nan}
         y_train, _ = self._classes_after_merge(train)
-        truth = _apply(_labels(test), set(y_train))
+        truth = apply_known_classes(_labels(test), set(y_train))
         counts = pd.Series(y_train).value_counts()
         majority = counts[counts == counts.max()].sort_index().index[0]
         majority_pred = np.full(truth.size, majority, dtype=object)

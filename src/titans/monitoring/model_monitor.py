@@ -20,7 +20,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -245,10 +245,9 @@ def _finite(value: Any) -> float | None:
 
 def _category_truth(values: pd.Series, classes: Iterable[str]) -> np.ndarray:
     """Actual categories as the model names them (lower case; unknown ones are ``other``)."""
-    known = list(classes)
-    labels = values.astype("string").str.strip().str.lower().fillna("other")
-    array = labels.to_numpy(dtype=object)
-    return np.where(np.isin(array, known), array, "other").astype(object)
+    from titans.models.category import apply_known_classes
+
+    return apply_known_classes(values.astype("string").str.strip().str.lower(), set(classes))
 
 
 class ModelMonitor:
@@ -1401,33 +1400,3 @@ class ModelMonitor:
             section["detector"] = concept.details.get("detector")
             section["labels_pending"] = concept.details.get("labels_pending", 0)
         return section
-
-
-def models_in_log(store: Store, since: datetime | None = None) -> list[str]:
-    """Registered names with predictions in the log (since ``since``)."""
-    query = select(Prediction.model_name).distinct()
-    if since is not None:
-        query = query.where(Prediction.ts >= since)
-    with store.session() as session:
-        return sorted(str(n) for n in session.scalars(query).all())
-
-
-def summarise(report: WindowReport) -> Mapping[str, Any]:
-    """A flat summary of one window for tables: breaches and the headline figures."""
-    out: dict[str, Any] = {
-        "model": report.model_name,
-        "version": report.model_version,
-        "predictions": report.predictions,
-        "drifted_features": report.drifted_features,
-        "breaches": [
-            f"{r.kind}:{m.metric}"
-            for r in report.results
-            for m in r.metrics
-            if m.verdict == "breach"
-        ],
-    }
-    for result in report.results:
-        for m in result.metrics:
-            if not m.metric.startswith("drift:"):
-                out[m.metric] = m.value
-    return out

@@ -210,11 +210,9 @@ class TrafficReplayer:
     def _outcomes(self, model: str, rows: pd.DataFrame, ids: Sequence[str]) -> Iterable[Any]:
         if model == "category":
             actual: Iterable[dict[str, Any]] = ({"category": c} for c in rows["category"])
-        elif model == "amount":
+        else:  # amount: its outcome is the absolute amount
             amounts = np.abs(pd.to_numeric(rows["amount"]).to_numpy(dtype=float))
             actual = ({"amount": float(a)} for a in amounts)
-        else:
-            actual = ({"is_anomaly": bool(a)} for a in rows["is_anomaly"])
         return [(pid, outcome) for pid, outcome in zip(ids, actual, strict=True) if pid]
 
     def _send_feedback(self, day: int) -> int:
