@@ -51,7 +51,8 @@ def _end(value: str | None) -> datetime | None:
 def _attach_alerts(monitor: ModelMonitor) -> None:
     from titans.monitoring.alerts import AlertManager
 
-    monitor.alert_manager = AlertManager(monitor.settings, monitor.store)
+    # the alert counters join the monitor's registry: `monitor serve` exports them with the rest
+    monitor.alert_manager = AlertManager(monitor.settings, monitor.store, registry=monitor.registry)
 
 
 def _fmt(value: float | None) -> str:

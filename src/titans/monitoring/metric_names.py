@@ -239,6 +239,13 @@ MONITOR_LAST_RUN = MetricName(
     "Unix time the latest monitoring pass of a model finished.",
     ("model",),
 )
+RETRAIN_RUNS = MetricName(
+    "titans_retrain_runs",
+    "gauge",
+    "Retrains of a model recorded on the audit trail, by outcome (completed, failed, refused); "
+    "read from the ops store on every monitor pass, so it survives restarts of the exporter.",
+    ("model", "outcome"),
+)
 PROCESS_CPU_PERCENT = MetricName(
     "titans_process_cpu_percent",
     "gauge",

@@ -15,6 +15,7 @@ gauges of its own registry and feeds the alert rules when an AlertManager is att
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from titans.config import Settings
 from titans.errors import InputError, ModelNotFoundError
@@ -46,7 +47,14 @@ from titans.monitoring.performance import (
 )
 from titans.monitoring.profile import PROFILE_FILENAME, ReferenceProfile, monitored_view
 from titans.store import Store
-from titans.store.models import Feedback, MonitoringResult, MonitorMetric, Prediction, utcnow
+from titans.store.models import (
+    AuditEntryRow,
+    Feedback,
+    MonitoringResult,
+    MonitorMetric,
+    Prediction,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from titans.monitoring.alerts import AlertManager
@@ -55,6 +63,8 @@ Verdict = Literal["ok", "breach", "insufficient", "unavailable"]
 Kind = Literal["data_drift", "concept_drift", "data_quality", "performance", "prediction_quality"]
 
 MODEL_KEYS = ("category", "amount", "anomaly", "cashflow")
+#: how a retrain ends on the audit trail (``retrain.<outcome>``, titans.retraining.pipeline)
+_RETRAIN_OUTCOMES = ("completed", "failed", "refused")
 EVALUATION_FILENAME = "evaluation.json"
 #: what a shadow score's prediction id ends with (titans.experiments.ab_testing)
 SHADOW_SUFFIX = shadow_prediction_id("")
@@ -287,6 +297,7 @@ class ModelMonitor:
                 mn.ERROR_STREAM_CHANGES,
                 mn.MONITOR_PREDICTIONS,
                 mn.MONITOR_LAST_RUN,
+                mn.RETRAIN_RUNS,
                 mn.PROCESS_CPU_PERCENT,
                 mn.PROCESS_MEMORY_BYTES,
                 mn.CATEGORY_MACRO_F1,
@@ -382,7 +393,10 @@ class ModelMonitor:
             name=name, key=key, version=version, profile=profile, metrics=metrics
         )
         if key == "category":
-            self._calibrate(reference, str(mv.run_id), f"models:/{name}/{version}")
+            # the artifact's own location: a models:/ URI would resolve against MLflow's
+            # global registry URI, which a fresh process (titans monitor serve) never set
+            location = client.get_model_version_download_uri(name, version)
+            self._calibrate(reference, str(mv.run_id), location)
         return reference
 
     def _calibrate(self, reference: VersionReference, run_id: str, uri: str) -> None:
@@ -996,9 +1010,32 @@ class ModelMonitor:
         self.export(report)
         if self.alert_manager is not None:
             report.alerts = self.evaluate_alerts(report)
+        self.export_retraining(name)
         self.runs_total.labels(model=name, outcome="ok").inc()
         self._gauges[mn.MONITOR_LAST_RUN.name].labels(model=name).set(time.time())
         return report
+
+    def export_retraining(self, model_name: str) -> dict[str, int]:
+        """Count the model's retrains on the audit trail by outcome and export the counts.
+
+        Retrains run in other processes (a CronJob, ``titans retrain run``) that Prometheus
+        cannot scrape; the audit trail is where every one of them ends, so the exporter reads
+        it. Every outcome is exported, zeros included, so an alert can use ``delta``.
+        """
+        name, _ = self.resolve(model_name)
+        actions = {f"retrain.{outcome}": outcome for outcome in _RETRAIN_OUTCOMES}
+        stmt = (
+            select(AuditEntryRow.action, func.count())
+            .where(AuditEntryRow.model_name == name, AuditEntryRow.action.in_(list(actions)))
+            .group_by(AuditEntryRow.action)
+        )
+        with self.store.session() as session:
+            found = {str(action): int(n) for action, n in session.execute(stmt)}
+        counts = {outcome: found.get(action, 0) for action, outcome in actions.items()}
+        gauge = self._gauges[mn.RETRAIN_RUNS.name]
+        for outcome, n in counts.items():
+            gauge.labels(model=name, outcome=outcome).set(n)
+        return counts
 
     def _run(self, name: str, key: str, data: WindowData, *, pid: int | None) -> WindowReport:
         window = (data.start, data.end)
@@ -1139,6 +1176,15 @@ class ModelMonitor:
                 g[mn.MONITOR_BREACH.name].labels(**labels).set(1 if m.verdict == "breach" else 0)
             if result.kind == "data_drift":
                 drift = result.details["drift"]
+                judged = any(
+                    m.metric == "drift_share" and m.verdict != "insufficient"
+                    for m in result.metrics
+                )
+                if not judged:
+                    # too few rows to call drift: export nothing an alert rule could fire on
+                    self._forget_drift(name)
+                    self._export_named(name, result)
+                    continue
                 g[mn.DRIFT_SHARE.name].labels(model=name).set(drift["share_drifted"])
                 for feature, column in drift["columns"].items():
                     score = _finite(column.get("score"))
@@ -1150,6 +1196,17 @@ class ModelMonitor:
                         1 if column.get("drifted") else 0
                     )
             self._export_named(name, result)
+
+    def _forget_drift(self, name: str) -> None:
+        """Drop the model's drift share and per-feature drift samples from the export."""
+        g = self._gauges
+        with contextlib.suppress(KeyError):
+            g[mn.DRIFT_SHARE.name].remove(name)
+        for metric in (mn.FEATURE_DRIFT_SCORE, mn.FEATURE_DRIFTED):
+            gauge = g[metric.name]
+            for labels in [k for k in _label_sets(gauge, metric.labels) if k[0] == name]:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*labels)
 
     def _export_named(self, name: str, result: MonitorResult) -> None:
         g = self._gauges
@@ -1400,3 +1457,12 @@ class ModelMonitor:
             section["detector"] = concept.details.get("detector")
             section["labels_pending"] = concept.details.get("labels_pending", 0)
         return section
+
+
+def _label_sets(gauge: Gauge, names: Sequence[str]) -> list[tuple[str, ...]]:
+    """The label values (in the order of ``names``) of every sample the gauge holds now."""
+    return [
+        tuple(sample.labels[name] for name in names)
+        for family in gauge.collect()
+        for sample in family.samples
+    ]

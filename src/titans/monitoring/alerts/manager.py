@@ -201,6 +201,7 @@ class AlertManager:
         channels: Mapping[str, NotificationChannel] | None = None,
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings = (
             settings if settings is not None else (store.settings if store else Settings())
@@ -215,7 +216,8 @@ class AlertManager:
         self._rules: list[AlertRule] | None = None
         self._tracks: dict[str, _Track] = {}
         self._lock = threading.RLock()
-        self.registry = CollectorRegistry()
+        # an exporter passes its own registry, so these counters are scraped with its metrics
+        self.registry = registry if registry is not None else CollectorRegistry()
         self.sent_total = Counter(
             "titans_alerts_sent",
             "Alert notifications delivered, by channel and severity.",
