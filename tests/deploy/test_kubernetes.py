@@ -404,3 +404,26 @@ def test_network_policies(objects: list[dict[str, Any]]) -> None:
     assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
     assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
     assert 9102 in [p["port"] for p in rule["ports"]]
+
+
+def test_the_api_is_exposed_only_over_tls(objects: list[dict[str, Any]]) -> None:
+    ingress = _one(objects, "Ingress", "api")
+    service = _one(objects, "Service", "api")
+    (tls,) = ingress["spec"]["tls"]
+    assert tls["secretName"]
+    hosts = [rule["host"] for rule in ingress["spec"]["rules"]]
+    assert hosts == tls["hosts"], "every host the ingress serves must be covered by its TLS"
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
+    backends = [
+        p["backend"]["service"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]
+    ]
+    assert backends == [{"name": service["metadata"]["name"], "port": {"name": "http"}}]
+
+
+def test_the_chart_refuses_an_ingress_without_a_certificate(tmp_path: Path) -> None:
+    result = _helm(
+        tmp_path, "template", "titans", str(CHART_DIR), "--set", "ingress.tls.secretName="
+    )
+    assert result.returncode != 0
+    assert "ingress.tls.secretName is required" in result.stderr
