@@ -6,7 +6,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -16,6 +16,7 @@ class Received:
     path: str
     content_type: str
     body: Any
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class Recorder(ThreadingHTTPServer):
@@ -44,7 +45,9 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length)
         kind = self.headers.get("Content-Type", "")
         with self.server.lock:
-            self.server.received.append(Received(self.path, kind, json.loads(raw)))
+            self.server.received.append(
+                Received(self.path, kind, json.loads(raw), dict(self.headers.items()))
+            )
         code = self.server.status.get(self.path, 202 if self.path == "/pagerduty" else 200)
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
