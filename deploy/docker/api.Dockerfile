@@ -1,4 +1,5 @@
-# Titans prediction API: `titans serve` on a slim Python base, as a non-root user.
+# Titans image: `titans serve` (the default) on a slim Python base, as a non-root user. The
+# monitor, the scheduler and the MLflow server run from the same image with another command.
 # Build from the repository root: docker build -f deploy/docker/api.Dockerfile .
 # (No Docker engine runs on the development machines; tests lint this file with hadolint.)
 
@@ -18,7 +19,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TITANS_HOME=/var/lib/titans \
     OMP_NUM_THREADS=1
 COPY --from=build /dist/*.whl /tmp/
-RUN python -m pip install --no-cache-dir /tmp/*.whl \
+# extras: psycopg for the Postgres ops store and MLflow backend, boto3 for S3 artifacts (the
+# same image runs `titans serve`, `titans monitor serve`, `titans scheduler` and `mlflow server`).
+# DL3013 cannot see that "${wheel}[...]" is our own wheel, whose dependencies pyproject bounds.
+# hadolint ignore=DL3013
+RUN wheel="$(ls /tmp/*.whl)" \
+ && python -m pip install --no-cache-dir "${wheel}[postgres,s3]" \
  && rm -f /tmp/*.whl \
  && groupadd --system --gid 10001 titans \
  && useradd --system --uid 10001 --gid titans --home-dir /var/lib/titans --create-home titans
