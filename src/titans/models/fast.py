@@ -401,6 +401,10 @@ class AnomalyPredictor(FastPredictor):
         return {"score": score, "is_anomaly": score > self.threshold}
 
 
+def _pipeline_of(state: Any) -> Any:
+    return state.get("pipeline") if isinstance(state, dict) else None
+
+
 def _steps(state: Any, kinds: tuple[type, ...]) -> Pipeline | None:
     """The fitted pipeline in ``state`` when its steps are exactly of these types."""
     pipeline = state.get("pipeline") if isinstance(state, dict) else None
@@ -458,5 +462,10 @@ _BUILDERS = {"category": _category, "amount": _amount, "anomaly": _anomaly}
 def fast_predictor(trained: TrainedModel) -> FastPredictor | None:
     """A compiled single-row predictor for this trained model, or None when it has none
     (cashflow; a DummyClassifier category model; anything unexpected)."""
+    # a pipeline stand-in that compiles its own single-row path (titans.optimization's ONNX)
+    own = getattr(_pipeline_of(trained.state), "single_row_predictor", None)
+    if callable(own):
+        compiled: FastPredictor | None = own(trained)
+        return compiled
     builder = _BUILDERS.get(trained.spec_name)
     return None if builder is None else builder(trained.state)

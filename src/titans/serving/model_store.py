@@ -467,6 +467,9 @@ def flavour_of(trained: TrainedModel) -> str:
     state = trained.state
     values = state.values() if isinstance(state, dict) else [state]
     for value in values:
+        declared = getattr(value, "flavour", None)  # a stand-in naming its runtime (ONNX)
+        if isinstance(declared, str):
+            return declared
         root = type(value).__module__.split(".")[0]
         if root not in {"builtins", "numpy", "pandas"}:
             return root
