@@ -7,7 +7,6 @@ import sys
 import typer
 
 from titans.cli import _common
-from titans.cli._common import not_built
 from titans.errors import TitansError
 
 app = typer.Typer(
@@ -87,18 +86,15 @@ def _register_groups() -> None:
 
     app.add_typer(retrain_cmd.app, name="retrain")
     app.command("scheduler")(retrain_cmd.scheduler)
-    for group, hint in (
-        ("experiments", "the models issue"),
-        ("registry", "the registry issue"),
-        ("governance", "the registry issue"),
-        ("db", "the registry issue"),
-        ("monitor", "the monitoring issue"),
-        ("security", "the security issue"),
-        ("optimize", "the optimisation issue"),
-        ("docs", "the documentation issue"),
-    ):
-        if group not in {g.name for g in app.registered_groups}:
-            app.add_typer(not_built(group, hint), name=group)
+    from titans.cli import security as security_cmd
+
+    app.add_typer(security_cmd.app, name="security")
+    from titans.cli import optimize as optimize_cmd
+
+    app.add_typer(optimize_cmd.app, name="optimize")
+    from titans.cli import docs as docs_cmd
+
+    app.add_typer(docs_cmd.app, name="docs")
 
 
 def main() -> None:
