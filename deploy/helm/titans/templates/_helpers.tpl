@@ -30,7 +30,11 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if eq $tag "latest" -}}
 {{- fail "image.tag must not be \"latest\": pin a released version" -}}
 {{- end -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "titans.serviceAccountName" -}}
