@@ -17,7 +17,8 @@ class ApiKey(BaseModel):
 
     name: str
     key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    roles: list[Literal["predict", "admin", "approver", "requester"]] = ["predict"]
+    #: predict; admin; approver / requester (governance); alerts (Alertmanager's webhook token)
+    roles: list[Literal["predict", "admin", "approver", "requester", "alerts"]] = ["predict"]
 
 
 class GovernanceIdentity(BaseModel):

@@ -5,15 +5,16 @@ replayed traffic (with feedback); two ``titans monitor serve`` exporters (the mo
 the data-quality monitor, as deploy/prometheus/prometheus.yml expects them) judge the prediction
 log; a real ``prometheus`` scrapes all three with deploy/prometheus's scrape jobs and alert
 rules; a real ``alertmanager`` routes with deploy/alertmanager/alertmanager.yml to local
-receivers standing in for Slack, PagerDuty and the Titans webhook.
+receivers standing in for Slack and PagerDuty, and to the API's own webhook intake.
 
 Only timings and addresses differ from the shipped files: scrape and evaluation every second,
 ``for:`` durations and Alertmanager's group waits cut to seconds, targets on free ports, secret
 files in a temp folder. Expressions, jobs, relabelling, routes and receivers are the shipped ones.
 
 Then: (a) every scrape target is up, (b) drift injected into the replayed traffic reaches the
-webhook and the Slack stand-in as TitansDataDrift through Prometheus and Alertmanager, after a
-calm phase in which it did not fire, and (c) every Grafana panel's PromQL returns data.
+Slack stand-in and the API's alert intake (stored in the ops store) as TitansDataDrift through
+Prometheus and Alertmanager, after a calm phase in which it did not fire, and (c) every Grafana
+panel's PromQL returns data.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
+from sqlalchemy import select
 
 from _support import grafana
 from _support.processes import Server, require_tool
@@ -41,6 +43,8 @@ from titans.models.train import train_models
 from titans.monitoring.replay import TrafficReplayer
 from titans.serving.auth import generate_api_key
 from titans.serving.process import ApiProcess, free_port
+from titans.store import Store
+from titans.store.models import Alert
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -65,7 +69,8 @@ PERIODS = ((TRAIN_DAYS, DRIFT_DAY), (DRIFT_DAY, DAYS))
 WINDOW = "45s"
 #: below this many rows a window is "insufficient": a few replayed days are not a sample
 MIN_ROWS = 600
-WEBHOOK_TOKEN = "local-webhook-token"
+#: Alertmanager's token for the Titans webhook: a real API key with the `alerts` role
+ALERTS_RAW, ALERTS_KEY = generate_api_key("alertmanager", ["alerts"])
 
 
 @dataclass
@@ -76,6 +81,7 @@ class Stack:
     receiver: Recorder
     replayer: TrafficReplayer
     logs: Path
+    store: Store
 
 
 def _query(stack: Stack, expr: str) -> list[dict[str, Any]]:
@@ -112,16 +118,17 @@ def _prometheus_config(tmp: Path, targets: dict[str, int], alertmanager_port: in
     return path
 
 
-def _alertmanager_config(tmp: Path, receiver: Recorder) -> Path:
+def _alertmanager_config(tmp: Path, receiver: Recorder, api_port: int) -> Path:
     secrets = tmp / "secrets"
     secrets.mkdir()
     (secrets / "slack_api_url").write_text(f"{receiver.url}/slack", encoding="utf-8")
     (secrets / "pagerduty_routing_key").write_text("r" * 32, encoding="utf-8")
     (secrets / "smtp_password").write_text("unused", encoding="utf-8")
-    (secrets / "titans_webhook_token").write_text(WEBHOOK_TOKEN, encoding="utf-8")
+    (secrets / "titans_webhook_token").write_text(ALERTS_RAW, encoding="utf-8")
     text = (DEPLOY / "alertmanager" / "alertmanager.yml").read_text("utf-8")
     text = text.replace("/etc/alertmanager/secrets/", f"{secrets}/")
-    text = text.replace("http://127.0.0.1:8000/alerts/alertmanager", f"{receiver.url}/webhook")
+    # the Titans webhook is the real API's intake route (port of the API started below)
+    text = text.replace("http://127.0.0.1:8000/", f"http://127.0.0.1:{api_port}/")
     config = yaml.safe_load(text)
     config["route"].update(group_wait="1s", group_interval="2s")
     # no mail server here: SMTP to a closed loopback port fails fast instead of resolving DNS
@@ -167,7 +174,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     logs = tmp / "logs"
     env = {
         "TITANS_HOME": str(home),
-        "TITANS_API_KEYS": f"[{KEY.model_dump_json()}]",
+        "TITANS_API_KEYS": f"[{KEY.model_dump_json()}, {ALERTS_KEY.model_dump_json()}]",
         "TITANS_RATE_LIMIT_PER_SECOND": "100000",
         "TITANS_RATE_LIMIT_BURST": "100000",
         "TITANS_PREDICTION_LOG_FLUSH_SECONDS": "0.1",
@@ -222,7 +229,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         alertmanager = Server(
             [
                 alertmanager_bin,
-                f"--config.file={_alertmanager_config(tmp, receiver)}",
+                f"--config.file={_alertmanager_config(tmp, receiver, ports['titans-api'])}",
                 f"--storage.path={tmp / 'alertmanager-data'}",
                 f"--web.listen-address=127.0.0.1:{am_port}",
                 "--cluster.listen-address=",
@@ -256,6 +263,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     receiver,
                     replayer,
                     logs,
+                    Store(settings),
                 )
         finally:
             for server in reversed(started):
@@ -276,13 +284,12 @@ def _replay_until(stack: Stack, days: range, done: Any, seconds: float) -> None:
     raise AssertionError(f"not reached within {seconds:.0f} s; logs in {stack.logs}")
 
 
-def _drift_alerts(stack: Stack, path: str) -> list[dict[str, Any]]:
-    return [
-        alert
-        for body in stack.receiver.bodies(path)
-        for alert in (body.get("alerts") or [])
-        if alert.get("labels", {}).get("alertname") == "TitansDataDrift"
-    ]
+def _drift_alerts(stack: Stack) -> list[Alert]:
+    """TitansDataDrift alerts Alertmanager delivered to the API's intake route (ops store)."""
+    with stack.store.session() as session:
+        rows = list(session.scalars(select(Alert).where(Alert.name == "TitansDataDrift")))
+        session.expunge_all()
+    return [r for r in rows if r.details.get("source") == "alertmanager"]
 
 
 def _slack_drift(stack: Stack) -> list[dict[str, Any]]:
@@ -306,32 +313,26 @@ def test_every_target_is_up_and_calm_traffic_raises_no_drift_alert(stack: Stack)
     }
     assert shares and max(shares.values()) <= 0.30, shares
     assert _query(stack, 'ALERTS{alertname="TitansDataDrift"}') == []
-    assert _drift_alerts(stack, "/webhook") == []
+    assert _drift_alerts(stack) == []
 
 
 def test_injected_drift_reaches_the_webhook_and_slack_through_alertmanager(stack: Stack) -> None:
     _replay_until(
         stack,
         range(DRIFT_DAY, DAYS),
-        lambda: bool(_drift_alerts(stack, "/webhook")) and bool(_slack_drift(stack)),
+        lambda: bool(_drift_alerts(stack)) and bool(_slack_drift(stack)),
         seconds=180,
     )
-    (webhook, *_) = [
-        r
-        for r in stack.receiver.received
-        if r.path == "/webhook" and _drift_alerts(stack, "/webhook")
-    ]
-    assert webhook.headers.get("Authorization") == f"Bearer {WEBHOOK_TOKEN}"
-    body = webhook.body
-    # Alertmanager's webhook payload (version 4)
-    assert body["version"] == "4" and body["status"] == "firing"
-    assert {"receiver", "groupLabels", "commonLabels", "externalURL", "alerts"} <= set(body)
-    (alert, *_) = _drift_alerts(stack, "/webhook")
-    assert alert["status"] == "firing"
-    assert alert["labels"]["severity"] in {"warning", "critical"}
-    assert alert["labels"]["model"].startswith("titans-")
-    assert alert["labels"]["platform"] == "titans"  # Prometheus' external label travelled along
-    assert "of input features drifted" in alert["annotations"]["summary"]
+    # the Titans webhook: the real API accepted Alertmanager's payload (version 4, validated by
+    # the route; Alertmanager's token is a key with the alerts role) and stored each alert
+    (alert, *_) = _drift_alerts(stack)
+    assert alert.status == "firing" and alert.fingerprint.startswith("am:")
+    assert alert.severity in {"warning", "critical"}
+    labels = alert.details["labels"]
+    assert labels["model"].startswith("titans-")
+    assert labels["platform"] == "titans"  # Prometheus' external label travelled along
+    assert "of input features drifted" in alert.details["annotations"]["summary"]
+    assert alert.details["receiver"] in {"titans-warning", "titans-critical"}
     # Slack's incoming-webhook payload as Alertmanager sends it: channel and attachments
     (slack, *_) = _slack_drift(stack)
     assert slack["channel"] == "#titans-alerts"

@@ -20,7 +20,7 @@ from titans.config import Settings
 from titans.serving.app import create_app
 from titans.serving.auth import generate_api_key
 
-RAW, KEY = generate_api_key("fuzz", ["predict", "admin", "approver"])
+RAW, KEY = generate_api_key("fuzz", ["predict", "admin", "approver", "alerts"])
 #: generated cases per operation and mode; ~20 operations make a few hundred requests per mode
 EXAMPLES_PER_OPERATION = 25
 

@@ -15,7 +15,10 @@ app = typer.Typer(help="Create API keys for the prediction API.", no_args_is_hel
 def create(
     name: str = typer.Argument(..., help="Who or what uses the key, e.g. 'billing-service'."),
     role: list[str] = typer.Option(
-        ["predict"], "--role", "-r", help="Role to grant (repeat): predict, admin, approver."
+        ["predict"],
+        "--role",
+        "-r",
+        help="Role to grant (repeat): predict, admin, approver, requester, alerts.",
     ),
 ) -> None:
     """Print a new raw key ONCE and the TITANS_API_KEYS entry holding only its SHA-256 hash."""

@@ -23,7 +23,16 @@ from titans.serving.metrics import ServingMetrics
 from titans.serving.model_store import ModelStore
 from titans.serving.prediction_log import PredictionLogWriter
 from titans.serving.ratelimit import make_rate_limiter
-from titans.serving.routes import admin, approvals, feedback, health, metrics, predict, ui
+from titans.serving.routes import (
+    admin,
+    alerts,
+    approvals,
+    feedback,
+    health,
+    metrics,
+    predict,
+    ui,
+)
 from titans.serving.routes.feedback import RecentPredictions
 from titans.serving.routes.metrics import ApiMetrics, RequestMetrics
 from titans.store import Store
@@ -109,6 +118,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(approvals.router)
     app.include_router(ui.router)
+    app.include_router(alerts.router)
     return app
 
 

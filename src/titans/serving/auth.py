@@ -30,7 +30,7 @@ from titans.config import ApiKey
 from titans.errors import ConfigError, PermissionDenied, TitansError
 
 #: every role a key can hold (ApiKey.roles accepts exactly these)
-ROLES: tuple[str, ...] = ("predict", "admin", "approver", "requester")
+ROLES: tuple[str, ...] = ("predict", "admin", "approver", "requester", "alerts")
 
 #: prefix of generated keys: lets secret scanners and people recognise a leaked key
 KEY_PREFIX = "titans_"

@@ -121,6 +121,12 @@ async def require_admin(request: Request) -> Identity | None:
     return _require(await authenticate(request), "admin")
 
 
+async def require_alerts(request: Request) -> Identity | None:
+    """A key with role ``alerts`` (Alertmanager's token for the webhook receiver)."""
+    return _require(await authenticate(request), "alerts")
+
+
 AnyKey = Annotated[Identity | None, Depends(authenticate)]
 PredictKey = Annotated[Identity | None, Depends(require_predict)]
 AdminKey = Annotated[Identity | None, Depends(require_admin)]
+AlertsKey = Annotated[Identity | None, Depends(require_alerts)]

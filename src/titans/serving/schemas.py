@@ -330,3 +330,32 @@ class ApprovalInfo(BaseModel):
 
 class PendingResponse(BaseModel):
     pending: list[ApprovalInfo]
+
+
+class AlertmanagerAlert(BaseModel):
+    """One alert of Alertmanager's webhook payload (version 4)."""
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str] = Field(max_length=100)
+    annotations: dict[str, str] = Field(default_factory=dict, max_length=100)
+    startsAt: dt.datetime  # Alertmanager's own field names (camelCase)
+    endsAt: dt.datetime | None = None
+    generatorURL: str = Field(default="", max_length=2000)
+    fingerprint: str = Field(pattern=r"^[0-9a-f]{1,32}$")
+
+
+class AlertmanagerWebhook(BaseModel):
+    """The body Alertmanager POSTs to a webhook receiver (version 4)."""
+
+    version: Literal["4"]
+    status: Literal["firing", "resolved"]
+    receiver: str = Field(max_length=200)
+    groupKey: str = Field(default="", max_length=2000)
+    alerts: list[AlertmanagerAlert] = Field(min_length=1, max_length=1000)
+
+
+class AlertIntakeResponse(BaseModel):
+    received: int
+    opened: int
+    updated: int
+    resolved: int
