@@ -225,9 +225,20 @@ def test_every_run_step_calls_something_that_exists(
     )
 
 
-def test_workflow_has_the_four_jobs_in_order(workflow: dict[Any, Any]) -> None:
+def test_workflow_has_the_stages_in_order(workflow: dict[Any, Any]) -> None:
     jobs = workflow["jobs"]
-    assert list(jobs) == ["code-quality", "data-validation", "model-training", "deployment"]
+    assert list(jobs) == [
+        "code-quality",
+        "security",
+        "benchmarks",
+        "data-validation",
+        "model-training",
+        "deployment",
+    ]
+    assert jobs["security"]["needs"] == jobs["benchmarks"]["needs"] == "code-quality"
+    security_runs = " ; ".join(s.get("run", "") for s in jobs["security"]["steps"])
+    assert "titans security scan --fail-on high" in security_runs
+    assert "make bench QUICK=1" in " ; ".join(s.get("run", "") for s in jobs["benchmarks"]["steps"])
     assert jobs["data-validation"]["needs"] == "code-quality"
     assert jobs["model-training"]["needs"] == "data-validation"
     assert jobs["deployment"]["needs"] == "model-training"
