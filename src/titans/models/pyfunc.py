@@ -61,6 +61,31 @@ def signature_for(output_example: pd.DataFrame) -> ModelSignature:
     return ModelSignature(inputs=input_signature(), outputs=outputs)
 
 
+def log_titans_model(
+    model_path: Path,
+    profile_path: Path,
+    output_example: pd.DataFrame,
+    *,
+    pip_requirements: list[str],
+    tags: dict[str, str],
+    input_example: Any = None,
+) -> Any:
+    """Log a pickled TrainedModel and its reference profile as the Titans pyfunc ``model``
+    of the active run (its ModelInfo). Training and the optimiser both log through here."""
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=TitansPyfuncModel(),
+        artifacts={
+            TRAINED_MODEL_ARTIFACT: str(model_path),
+            PROFILE_ARTIFACT: str(profile_path),
+        },
+        signature=signature_for(output_example),
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+        tags=tags,
+    )
+
+
 def save_trained(model: TrainedModel, directory: Path) -> Path:
     """Pickle a TrainedModel into ``directory`` for logging as a pyfunc artifact."""
     path = directory / "trained_model.pkl"

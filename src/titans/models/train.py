@@ -25,11 +25,8 @@ from titans.data.versions import data_version
 from titans.errors import InputError
 from titans.models.base import Evaluation, get_spec, model_names
 from titans.models.pyfunc import (
-    PROFILE_ARTIFACT,
-    TRAINED_MODEL_ARTIFACT,
-    TitansPyfuncModel,
+    log_titans_model,
     save_trained,
-    signature_for,
 )
 from titans.monitoring.profile import PROFILE_FILENAME, ReferenceProfile, monitored_view
 
@@ -249,14 +246,10 @@ def _train_one(
             mlflow.log_artifact(str(profile_path))
             mlflow.log_artifact(str(_save_holdout(test, tmp_dir, seed)))
             progress(key, "logging the model")
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=TitansPyfuncModel(),
-                artifacts={
-                    TRAINED_MODEL_ARTIFACT: str(model_path),
-                    PROFILE_ARTIFACT: str(profile_path),
-                },
-                signature=signature_for(output_example),
+            info = log_titans_model(
+                model_path,
+                profile_path,
+                output_example,
                 input_example=_export_example(example),
                 pip_requirements=_pip_requirements(),
                 tags=tags,

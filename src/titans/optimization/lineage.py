@@ -22,11 +22,8 @@ import pandas as pd
 from titans.config import Settings
 from titans.models.base import TrainedModel
 from titans.models.pyfunc import (
-    PROFILE_ARTIFACT,
-    TRAINED_MODEL_ARTIFACT,
-    TitansPyfuncModel,
+    log_titans_model,
     save_trained,
-    signature_for,
 )
 from titans.models.train import (
     HOLDOUT_FILENAME,
@@ -131,14 +128,10 @@ def log_derived(
             model_path = save_trained(trained, tmp_dir)
             with warnings.catch_warnings():  # no input example: the holdout is logged instead
                 warnings.simplefilter("ignore", UserWarning)
-                info = mlflow.pyfunc.log_model(
-                    name="model",
-                    python_model=TitansPyfuncModel(),
-                    artifacts={
-                        TRAINED_MODEL_ARTIFACT: str(model_path),
-                        PROFILE_ARTIFACT: str(profile_path),
-                    },
-                    signature=signature_for(output_example),
+                info = log_titans_model(
+                    model_path,
+                    profile_path,
+                    output_example,
                     pip_requirements=_pip(extra_pip),
                     tags=all_tags,
                 )
