@@ -21,7 +21,7 @@ ALERTS_RAW, ALERTS_KEY = generate_api_key("alertmanager", ["alerts"])
 PREDICT_RAW, PREDICT_KEY = generate_api_key("client", ["predict"])
 
 
-def _payload(status: str, fingerprint: str = "a1b2c3d4e5f60718", **labels: str) -> dict[str, Any]:
+def _payload(status: str, fingerprint: str = "0123012301230123", **labels: str) -> dict[str, Any]:
     alert_labels = {
         "alertname": "TitansDataDrift",
         "model": "titans-category",
@@ -77,7 +77,7 @@ def test_firing_then_repeated_then_resolved_is_one_alert_closed_once(
     assert again.json() == {"received": 1, "opened": 0, "updated": 1, "resolved": 0}
     (row,) = _rows(store)
     assert (row.name, row.severity, row.status) == ("TitansDataDrift", "warning", "firing")
-    assert row.fingerprint == "am:a1b2c3d4e5f60718"
+    assert row.fingerprint == "am:0123012301230123"
     assert row.details["labels"]["model"] == "titans-category"
     assert row.details["source"] == "alertmanager" and row.details["receiver"] == "titans-warning"
     done = test_client.post(url, json=_payload("resolved"), headers=auth)
