@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
+from _support.checkov import checkov_report as run_checkov
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = ROOT / "deploy" / "k8s"
 CHART_DIR = ROOT / "deploy" / "helm" / "titans"
@@ -471,26 +473,7 @@ def test_the_chart_refuses_an_ingress_without_a_certificate(tmp_path: Path) -> N
 
 
 def _checkov(directory: Path) -> dict[str, Any]:
-    result = _run(
-        [
-            _tool("checkov"),
-            "-d",
-            str(directory),
-            "--framework",
-            "kubernetes",
-            "--skip-download",
-            "--compact",
-            "--quiet",
-            "-o",
-            "json",
-        ]
-    )
-    assert result.returncode in (0, 1), result.stderr[-2000:]
-    report = json.loads(result.stdout)
-    if isinstance(report, list):
-        (report,) = report
-    assert isinstance(report, dict)
-    return report
+    return run_checkov(directory, "kubernetes")
 
 
 @pytest.mark.parametrize("source", ["manifests", "chart"])

@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from _support.checkov import checkov_report as run_checkov
+
 ROOT = Path(__file__).resolve().parents[2]
 TF_DIR = ROOT / "deploy" / "terraform"
 TFVARS_EXAMPLE = TF_DIR / "terraform.tfvars.example"
@@ -123,28 +125,7 @@ def _default(tf: dict[str, Any], value: Any) -> Any:
 
 
 def _checkov(directory: Path) -> dict[str, Any]:
-    result = _run(
-        [
-            _tool("checkov"),
-            "-d",
-            str(directory),
-            "--skip-download",
-            "--framework",
-            "terraform",
-            "--compact",
-            "--quiet",
-            "-o",
-            "json",
-        ]
-    )
-    assert result.returncode in (0, 1), result.stderr[-2000:]
-    report = json.loads(result.stdout)
-    # one framework gives one object; several give a list
-    if isinstance(report, list):
-        assert len(report) == 1, [r.get("check_type") for r in report]
-        report = report[0]
-    assert isinstance(report, dict)
-    return report
+    return run_checkov(directory, "terraform")
 
 
 @pytest.fixture(scope="module")
