@@ -67,6 +67,7 @@ def verify_cmd(
             f"[green]audit chain ok[/green]: {result.entries_checked} entries, "
             f"head {result.head_hash}"
         )
+        _verify_aliases(audit)
         return
     where = f"entry {result.first_broken_seq}" if result.first_broken_seq else "the chain's end"
     console.print(f"[red]audit chain BROKEN[/red] at {where}: {result.reason}")
@@ -75,6 +76,30 @@ def verify_cmd(
         entry = audit.get(result.first_broken_seq)
         if entry is not None:
             console.print(_entry_table([entry], "first broken entry (as stored)"))
+    raise typer.Exit(1)
+
+
+def _verify_aliases(audit: AuditLogger) -> None:
+    """Exit 1 when a registry alias differs from the last move the audit trail records."""
+    from titans.registry.registry_manager import ALIAS_MOVES, ModelRegistryManager
+
+    entries = audit.entries()
+    if not any(e.action in ALIAS_MOVES for e in entries):
+        return  # the trail moved no alias: nothing to compare with the registry
+    try:
+        problems = ModelRegistryManager(settings(), audit.store).alias_disagreements(entries)
+    except Exception as exc:  # the chain held, but the comparison could not be made
+        console.print(
+            f"[red]aliases not checked[/red]: the model registry is unreachable "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            "retry when it is back"
+        )
+        raise typer.Exit(1) from exc
+    if not problems:
+        console.print("[green]registry aliases agree with the audit trail[/green]")
+        return
+    for problem in problems:
+        console.print(f"[red]alias disagrees with the audit trail[/red]: {problem}")
     raise typer.Exit(1)
 
 

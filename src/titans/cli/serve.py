@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 
 import typer
 
@@ -22,6 +23,11 @@ def serve(
 
     from titans.serving.app import create_app
 
+    # The model poller retries on every poll by itself; MLflow's own HTTP retries (7, backing
+    # off for minutes) would only hide a registry outage from /ready and titans_registry_up.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     s = settings()
     console.print(f"loading production models from {s.tracking_uri} ...")
     app = create_app(s)

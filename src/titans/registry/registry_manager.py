@@ -19,7 +19,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,7 +33,7 @@ from mlflow.exceptions import MlflowException
 
 from titans.config import Settings
 from titans.errors import InputError, ModelNotFoundError, TitansError
-from titans.governance.audit import AuditLogger
+from titans.governance.audit import AuditEntry, AuditLogger
 from titans.models.base import ModelSpec, TrainedModel, get_spec
 from titans.models.pyfunc import load_trained
 from titans.models.train import configure_mlflow, load_holdout
@@ -50,6 +50,8 @@ STAGE_TAG = "stage"
 ARCHIVED = "Archived"
 NO_STAGE = "None"
 VALIDATION_STATUS_TAG = "validation_status"
+#: audit actions that record an alias move (their details hold ``alias`` and ``to_version``)
+ALIAS_MOVES = frozenset({"registry.promoted", "registry.rolled_back"})
 #: segmentations compare_models reports deltas for
 COMPARE_SEGMENTS: tuple[str, ...] = ("payment_method", "type", "amount_band")
 #: numeric predictions "agree" when within this relative tolerance of each other
@@ -497,12 +499,8 @@ class ModelRegistryManager:
 
         # the move
         moved = self._move(name, version, stage_name, alias, current, production)
-        self.audit.log(
-            "registry.promoted",
-            actor=actor,
-            model_name=name,
-            model_version=version,
-            details=json_safe({**moved, "gates": gates}),
+        self._audit_move(
+            "registry.promoted", name, version, actor, moved, json_safe({**moved, "gates": gates})
         )
         return moved
 
@@ -621,6 +619,64 @@ class ModelRegistryManager:
             ) from exc
         return moved
 
+    def _audit_move(
+        self,
+        action: str,
+        name: str,
+        version: str,
+        actor: str,
+        moved: dict[str, Any],
+        details: dict[str, Any],
+    ) -> None:
+        """Audit a move that has happened; if the entry cannot be written, undo the move and
+        raise: an alias must never stand without its audit entry. (A crash before the undo
+        leaves a disagreement that :meth:`alias_disagreements` finds.)"""
+        try:
+            self.audit.log(
+                action, actor=actor, model_name=name, model_version=version, details=details
+            )
+        except Exception:
+            log.error(
+                "the audit entry for %s@%s -> %s could not be written: moving the alias back",
+                name,
+                moved["alias"],
+                version,
+            )
+            self._restore_alias(name, moved["alias"], moved["from_version"])
+            if moved.get("staging_cleared"):
+                self._restore_alias(name, "staging", version)
+            raise
+
+    def alias_disagreements(self, entries: Iterable[AuditEntry] | None = None) -> list[str]:
+        """Where the registry's ``production``/``staging`` aliases differ from the last move
+        the audit trail records for them (one line each; empty when they agree).
+
+        Only aliases the trail has moved are compared. A disagreement means an alias moved
+        without its audit entry: a promotion interrupted between the move and the audit
+        write, or a change made outside ``promote_model``/``rollback_model``.
+        """
+        expected: dict[tuple[str, str], tuple[str | None, int]] = {}
+        for entry in self.audit.entries() if entries is None else entries:
+            if entry.action not in ALIAS_MOVES or not entry.model_name:
+                continue
+            alias, to_version = entry.details.get("alias"), entry.details.get("to_version")
+            if alias in ("production", "staging") and to_version is not None:
+                expected[(entry.model_name, alias)] = (str(to_version), entry.seq)
+            if entry.details.get("staging_cleared"):
+                expected[(entry.model_name, "staging")] = (None, entry.seq)
+        problems: list[str] = []
+        for (name, alias), (version, seq) in sorted(expected.items()):
+            actual = self.get_alias_version(name, alias)
+            if actual != version:
+                problems.append(
+                    f"{name}@{alias} is version {actual or '(unset)'} in the registry, but the "
+                    f"audit trail's last move of it (entry {seq}) set it to "
+                    f"{version or '(unset)'}: the alias moved without an audit entry; check "
+                    f"who moved it, then promote or roll back with `titans registry` so the "
+                    "move is audited"
+                )
+        return problems
+
     def _restore_alias(self, name: str, alias: str, previous: str | None) -> None:
         try:
             if previous is None:
@@ -699,12 +755,13 @@ class ModelRegistryManager:
             )
         self._load_artifact(f"models:/{name}/{version}")
         moved = self._move(name, version, "Production", "production", production, production)
-        self.audit.log(
+        self._audit_move(
             "registry.rolled_back",
-            actor=actor,
-            model_name=name,
-            model_version=version,
-            details=json_safe({**moved, **facts, "validation_status": status}),
+            name,
+            version,
+            actor,
+            moved,
+            json_safe({**moved, **facts, "validation_status": status}),
         )
         return moved
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -455,10 +456,15 @@ def int_or_text(version: str) -> tuple[int, str]:
 
 
 def warm_up(trained: TrainedModel) -> pd.DataFrame:
-    """One prediction on the canned transaction; raises whatever the model raises."""
+    """One prediction on the canned transaction; raises whatever the model raises, and
+    ValueError when a numeric output is NaN or infinite (such a model must not serve)."""
     out = trained.predict(typed_frame(pd.DataFrame([WARMUP_TRANSACTION])))
     if not isinstance(out, pd.DataFrame) or out.empty:
         raise ValueError("warm-up prediction returned no rows")
+    numeric = out.select_dtypes("number")
+    bad = [str(c) for c in numeric.columns if not np.isfinite(numeric[c].to_numpy(float)).all()]
+    if bad:
+        raise ValueError(f"warm-up prediction holds NaN/inf in {', '.join(bad)}")
     return out
 
 
