@@ -42,8 +42,8 @@ def _sklearn_batch_single_row(optimizer: Any, uri: str, rows: int) -> dict[str, 
     return percentiles(latencies_us(one, records))
 
 
-def run(quick: bool = False, seed: int = 7) -> dict[str, Any]:
-    """Train, optimise and benchmark; source vs ONNX figures per model."""
+def run(quick: bool = False, seed: int = 7, models: tuple[str, ...] = MODELS) -> dict[str, Any]:
+    """Train, optimise and benchmark ``models``; source vs ONNX figures per model."""
     from titans.config import Settings
     from titans.data.synth import generate
     from titans.models.train import train_models
@@ -59,7 +59,7 @@ def run(quick: bool = False, seed: int = 7) -> dict[str, Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             results = train_models(
-                generate(rows, seed=seed), models=list(MODELS), seed=seed, settings=settings
+                generate(rows, seed=seed), models=list(models), seed=seed, settings=settings
             )
             optimizer = ModelOptimizer(settings, latency_rows=latency_rows)
             for result in results:

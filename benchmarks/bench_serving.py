@@ -36,8 +36,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
-from contextlib import closing, suppress
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -371,8 +371,17 @@ def _train_and_promote(home: Path, rows: int, seed: int) -> str:
     return str(result.version)
 
 
-def _count_predictions(home: Path, model_name: str) -> int:
+def _count_predictions(home: Path, model_name: str, missing_ok: bool = False) -> int:
+    """Rows of ``model_name`` in the ops store's predictions table (0 before it exists, when
+    ``missing_ok``)."""
     with closing(sqlite3.connect(home / "titans.db")) as db:
+        if (
+            missing_ok
+            and not db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'predictions'"
+            ).fetchone()
+        ):
+            return 0
         (count,) = db.execute(
             "SELECT COUNT(*) FROM predictions WHERE model_name = ?", (model_name,)
         ).fetchone()
@@ -457,31 +466,59 @@ def ratios(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+@dataclass(frozen=True)
+class PromotedModel:
+    """A throw-away TITANS_HOME whose category model ``version`` is in production."""
+
+    home: Path
+    version: str
+    rows: int
+    train_seconds: float
+
+
+@contextmanager
+def promoted_model(rows: int | None = None, seed: int = 7) -> Iterator[PromotedModel]:
+    """Train the category model on ``rows`` generated rows (ci_rows), promote it; removed after.
+    The serving and monitoring benchmarks may share one."""
+    from titans.config import Settings
+
+    rows = Settings().ci_rows if rows is None else rows
+    with tempfile.TemporaryDirectory(prefix="titans-bench-model-") as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        t0 = time.perf_counter()
+        version = _train_and_promote(home, rows, seed)
+        yield PromotedModel(home, version, rows, round(time.perf_counter() - t0, 1))
+
+
 def run(
     seconds: int = 20,
     connections: Sequence[int] = (16, 64),
     rows: int | None = None,
     seed: int = 7,
+    model: PromotedModel | None = None,
+    start_together: bool = False,
 ) -> dict[str, Any]:
-    """Train, serve three ways, load each with wrk; the runs, ratios and prediction log check."""
-    from titans.config import ApiKey, Settings
+    """Train (unless ``model`` is given), serve three ways, load each with wrk; the runs, ratios
+    and prediction log check. ``start_together`` starts the three servers at once (a smoke
+    check's shortcut: a server's background work may then overlap another's measurement)."""
+    if model is None:
+        with promoted_model(rows, seed) as made:
+            return run(seconds, connections, rows, seed, made, start_together)
+    from titans.config import ApiKey
     from titans.serving.auth import generate_api_key
 
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("wrk is not installed; install the Debian package: apt-get install wrk")
-    rows = Settings().ci_rows if rows is None else rows
     bin_dir = Path(sys.executable).parent
     started = time.perf_counter()
+    home, version, rows, train_s = model.home, model.version, model.rows, model.train_seconds
+    model_name = "titans-category"
+    rows_before = _count_predictions(home, model_name, missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="titans-bench-serve-") as tmp:
-        home = Path(tmp) / "home"
-        home.mkdir()
         logs = Path(tmp) / "logs"
         logs.mkdir()
-        t0 = time.perf_counter()
-        version = _train_and_promote(home, rows, seed)
-        train_s = time.perf_counter() - t0
-        model_name = "titans-category"
         raw_key, api_key = generate_api_key("bench", ["predict"])
         assert isinstance(api_key, ApiKey)
 
@@ -556,10 +593,14 @@ def run(
             for server in servers:
                 server.port = free_port()
                 server.argv = [*server.argv, str(server.port)]
+                if start_together:
+                    server.start(logs)
+            for server in servers:
                 body_file = Path(tmp) / f"{server.name}.json"
                 body_file.write_text(json.dumps(server.body))
                 try:
-                    server.start(logs)
+                    if server.proc is None:
+                        server.start(logs)
                     server.wait_ready()
                     samples[server.name] = server._predicted(server.verify())
                     for c in connections:
@@ -577,7 +618,7 @@ def run(
         ours_runs = [r for r in runs if r["server"] == "ours"]
         wrk_ok = sum(r["ok_responses"] for r in ours_runs)
         own_ok = log_check.get("own_requests_answered_200", 0)
-        rows_logged = _count_predictions(home, model_name)
+        rows_logged = _count_predictions(home, model_name) - rows_before
         metrics = log_check.get("metrics_before_stop", {})
         log_check.update(
             {
@@ -608,6 +649,7 @@ def run(
             "floor": "benchmarks/floor_app.py: async FastAPI route returning a constant "
             "(uvicorn.run as titans serve)",
         },
+        "started_together": start_together,
         "uvicorn": f"{WORKERS} worker process each, loop/http 'auto' (uvloop, httptools when "
         "installed), no access log",
         "runs": runs,

@@ -15,16 +15,25 @@ import time
 from pathlib import Path
 
 
-def run(mode: str = "full", seed: int = 7) -> dict:
-    """Run `titans train --mode MODE` (ci: Settings.ci_rows, full: Settings.full_rows)."""
+def run(
+    mode: str = "full", seed: int = 7, rows: int | None = None, models: str | None = None
+) -> dict:
+    """Run `titans train --mode MODE` (ci: Settings.ci_rows, full: Settings.full_rows), or on
+    ``rows`` generated rows (``--generate``) when given."""
     from titans.config import Settings
 
-    rows = Settings().ci_rows if mode == "ci" else Settings().full_rows
+    generate = rows
+    if rows is None:
+        rows = Settings().ci_rows if mode == "ci" else Settings().full_rows
     titans_bin = Path(sys.executable).with_name("titans")
     with tempfile.TemporaryDirectory(prefix="titans-bench-train-") as home:
         env = {**os.environ, "TITANS_HOME": home}
         env.pop("TITANS_TRACKING_URI", None)
         argv = [str(titans_bin), "train", "--mode", mode, "--seed", str(seed)]
+        if generate is not None:
+            argv += ["--generate", str(generate)]
+        if models is not None:
+            argv += ["--models", models]
         # A fresh intermediate process, so RUSAGE_CHILDREN covers only this training run
         # (this process's own children include earlier benchmarks).
         probe = (
@@ -48,9 +57,10 @@ def run(mode: str = "full", seed: int = 7) -> dict:
         raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr[-2000:]}")
     return {
         "rows": rows,
+        "models": models or "all",
         "seconds": round(seconds, 1),
         "peak_rss_mb": round(peak_kb / 1024, 1),
-        "command": f"titans train --mode {mode} --seed {seed}",
+        "command": " ".join(["titans", *argv[1:]]),
     }
 
 
