@@ -532,7 +532,7 @@ def _write(
         },
     }
     (out / f"benchmarks{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / f"benchmarks{suffix}.md").write_text(render_markdown(report) + "\n")
+    (out / f"benchmarks{suffix}.md").write_text(render_markdown(report).rstrip("\n") + "\n")
     failed = [n for n, r in results.items() if isinstance(r, dict) and "error" in r]
     return 1 if failed else 0
 
