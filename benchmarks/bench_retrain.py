@@ -26,22 +26,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_serving import PromotedModel  # noqa: E402
+from benchmarks.bench_serving import RELAXED_GATES, PromotedModel  # noqa: E402
 
 #: auto-approve a version that passed validation (as tests/retraining/test_pipeline.py does)
 POLICY = (
     "version: 1\ndefault:\n  auto_approve:\n    enabled: true\n    requires_validation: true\n"
     "    min_primary_improvement: 0.0\n    first_version_auto_approve: true\n"
 )
-#: validation gates that a champion trained on a few thousand rows passes
-RELAXED = {
-    "primary_floor": None,
-    "min_margin_over_baseline": 0.0,
-    "champion_tolerance": 100.0,
-    "max_fairness_gap": 1.0,
-    "max_flip_rate": 1.0,
-    "max_relative_change": 100.0,
-}
 
 
 def run(
@@ -77,7 +68,7 @@ def _settings(home: Path, policy: Path) -> Any:
     return Settings(
         home=home,
         governance_policy_path=policy,
-        validation=ValidationSettings.model_validate({key: RELAXED for key in MODEL_KEYS}),
+        validation=ValidationSettings.model_validate({key: RELAXED_GATES for key in MODEL_KEYS}),
         retraining=RetrainingSettings(min_new_labels=1),
     )
 

@@ -1,6 +1,6 @@
-"""Real servers a test starts on loopback (prometheus, alertmanager, exporters) and the tools
-they need: titans.serving.process.ServerProcess starts them in their own session, waits for them
-over HTTP and stops them by PID with their whole process group."""
+"""The tools real-server tests need (prometheus, alertmanager, checkov, ...): found, or the test
+skips on a workstation and fails under CI. The servers themselves run as
+titans.serving.process.ServerProcess."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from titans.serving.process import ServerProcess
 
 
 def require_tool(name: str, install: str, *also: Path) -> str:
@@ -21,7 +19,3 @@ def require_tool(name: str, install: str, *also: Path) -> str:
     if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
         pytest.fail(f"{name} is missing; CI must install it: {install}")
     pytest.skip(f"{name} is not installed ({install})")
-
-
-#: a child process serving HTTP on loopback (prometheus, alertmanager, exporters, ...)
-Server = ServerProcess

@@ -35,14 +35,14 @@ import yaml
 from sqlalchemy import select
 
 from _support import grafana
-from _support.processes import Server, require_tool
+from _support.processes import require_tool
 from _support.receivers import Recorder, recording_server
 from _support.serving import promote, serving_settings
 from titans.data.synth import generate
 from titans.models.train import train_models
 from titans.monitoring.replay import TrafficReplayer
 from titans.serving.auth import generate_api_key
-from titans.serving.process import ApiProcess, free_port
+from titans.serving.process import ApiProcess, ServerProcess, free_port
 from titans.store import Store
 from titans.store.models import Alert
 
@@ -192,7 +192,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         }
         models = [arg for m in MODELS for arg in ("--model", m)]
         exporters = [
-            Server(
+            ServerProcess(
                 _titans(
                     "monitor",
                     "serve",
@@ -208,7 +208,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 log_path=logs / "model-monitor.log",
                 env=monitor_env,
             ),
-            Server(
+            ServerProcess(
                 _titans(
                     "monitor",
                     "serve",
@@ -226,7 +226,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 env=monitor_env,
             ),
         ]
-        alertmanager = Server(
+        alertmanager = ServerProcess(
             [
                 alertmanager_bin,
                 f"--config.file={_alertmanager_config(tmp, receiver, ports['titans-api'])}",
@@ -237,7 +237,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             ready_url=f"http://127.0.0.1:{am_port}/-/ready",
             log_path=logs / "alertmanager.log",
         )
-        prometheus = Server(
+        prometheus = ServerProcess(
             [
                 prometheus_bin,
                 f"--config.file={_prometheus_config(tmp, ports, am_port)}",

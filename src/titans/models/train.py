@@ -8,7 +8,7 @@ import subprocess  # nosec B404 - fixed git command, no shell
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,9 +222,9 @@ def _train_one(
                 **{f"model.{k}": v for k, v in trained.params.items()},
             }
         )
-        mlflow.log_metrics(_finite(evaluation.metrics))
+        mlflow.log_metrics(finite_metrics(evaluation.metrics))
         mlflow.log_metrics(
-            _finite({f"baseline_{k}": v for k, v in evaluation.baseline_metrics.items()})
+            finite_metrics({f"baseline_{k}": v for k, v in evaluation.baseline_metrics.items()})
         )
         mlflow.log_metric("margin_over_baseline", evaluation.margin)
         mlflow.log_dict(evaluation.to_dict(), "evaluation.json")
@@ -265,7 +265,7 @@ def _train_one(
         actor=extra_tags.get("titans.actor", "system"),
     )
     version = str(registered.version)
-    summary = ", ".join(f"{k}={v:.4g}" for k, v in _finite(evaluation.metrics).items())
+    summary = ", ".join(f"{k}={v:.4g}" for k, v in finite_metrics(evaluation.metrics).items())
     for tag_key, value in {
         **tags,
         "titans.metrics": summary,
@@ -353,5 +353,6 @@ def load_holdout(run_id: str, settings: Settings | None = None) -> pd.DataFrame:
         return pd.read_parquet(local)
 
 
-def _finite(metrics: dict[str, float]) -> dict[str, float]:
+def finite_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The metrics MLflow can log: None, NaN and infinities left out."""
     return {k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)}

@@ -30,6 +30,7 @@ from titans.models.train import (
     _pip_requirements,
     configure_mlflow,
     ensure_experiment,
+    finite_metrics,
 )
 from titans.monitoring.profile import PROFILE_FILENAME
 from titans.validation.resolve import LoadedModel, load_model
@@ -81,10 +82,6 @@ def _pip(extra: tuple[str, ...]) -> list[str]:
     return [*_pip_requirements(), *pins]
 
 
-def _finite(values: Mapping[str, float]) -> dict[str, float]:
-    return {k: float(v) for k, v in values.items() if v is not None and np.isfinite(v)}
-
-
 def log_derived(
     source: Source,
     trained: TrainedModel,
@@ -111,8 +108,8 @@ def log_derived(
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
         mlflow.set_tags(all_tags)
         mlflow.log_params({f"model.{k}": v for k, v in list(trained.params.items())[:90]})
-        mlflow.log_metrics(_finite(metrics))
-        mlflow.log_metrics(_finite(baseline))
+        mlflow.log_metrics(finite_metrics(metrics))
+        mlflow.log_metrics(finite_metrics(baseline))
         score = metrics.get(spec.primary_metric)
         base = baseline.get(f"baseline_{spec.primary_metric}")
         if score is not None and base is not None and np.isfinite(score) and np.isfinite(base):
